@@ -1,0 +1,132 @@
+/** `identity:` — trusted JWT issuers and the mTLS identity source. */
+import { fail, formatPath, type KeyPath } from './errors.js'
+import { given, type Reader } from './reader.js'
+import type { IdentityConfig, JwtIssuerConfig } from './types.js'
+
+export const ASYMMETRIC_ALGORITHMS = [
+  'RS256', 'RS384', 'RS512',
+  'PS256', 'PS384', 'PS512',
+  'ES256', 'ES384', 'ES512',
+  'EdDSA',
+] as const
+
+export const DEFAULT_ALGORITHMS = ['RS256', 'ES256', 'EdDSA']
+
+const ISSUER_KEYS = [
+  'issuer', 'audience', 'jwks_file', 'jwks_url', 'algorithms',
+  'subject_claim', 'record_claims', 'clock_skew_seconds',
+]
+
+export function parseIdentity(r: Reader, v: unknown): IdentityConfig {
+  const path = ['identity']
+  if (v === null || v === undefined) return { jwt: [], mtls: { subject: 'spiffe' } }
+  const m = r.mapping(v, path, ['jwt', 'mtls'])
+
+  const jwt: JwtIssuerConfig[] = []
+  const seen = new Map<string, number>()
+  if (given(m, 'jwt')) {
+    r.list(m.jwt, [...path, 'jwt']).forEach((item, i) => {
+      const issuer = parseIssuer(r, item, [...path, 'jwt', i])
+      const prev = seen.get(issuer.issuer)
+      if (prev !== undefined) {
+        fail([...path, 'jwt', i, 'issuer'], `duplicate issuer (also configured at ${formatPath([...path, 'jwt', prev])})`)
+      }
+      seen.set(issuer.issuer, i)
+      jwt.push(issuer)
+    })
+  }
+
+  let subject: 'spiffe' | 'cn' = 'spiffe'
+  if (given(m, 'mtls')) {
+    const mt = r.mapping(m.mtls, [...path, 'mtls'], ['subject'])
+    subject = r.oneOf(mt.subject, [...path, 'mtls', 'subject'], ['spiffe', 'cn'] as const, 'spiffe')
+  }
+  return { jwt, mtls: { subject } }
+}
+
+function parseIssuer(r: Reader, v: unknown, path: KeyPath): JwtIssuerConfig {
+  const m = r.mapping(v, path, ISSUER_KEYS)
+  if (!given(m, 'issuer')) fail([...path, 'issuer'], 'is required')
+  const issuer = r.string(m.issuer, [...path, 'issuer'])
+
+  if (!given(m, 'audience')) fail([...path, 'audience'], 'is required (a string or a list of strings)')
+  const audience = Array.isArray(m.audience)
+    ? r.stringList(m.audience, [...path, 'audience'], true)
+    : [r.string(m.audience, [...path, 'audience'])]
+
+  const hasFile = given(m, 'jwks_file')
+  const hasUrl = given(m, 'jwks_url')
+  if (hasFile === hasUrl) {
+    fail(path, hasFile ? 'set only one of jwks_file and jwks_url' : 'one of jwks_file or jwks_url is required')
+  }
+  let jwksFile: string | null = null
+  let jwksUrl: string | null = null
+  if (hasFile) {
+    jwksFile = r.path(m.jwks_file, [...path, 'jwks_file'])
+    checkJwksFile(r, jwksFile, [...path, 'jwks_file'])
+  } else {
+    jwksUrl = parseJwksUrl(r, m.jwks_url, [...path, 'jwks_url'])
+  }
+
+  let algorithms = DEFAULT_ALGORITHMS.slice()
+  if (given(m, 'algorithms')) {
+    const list = r.list(m.algorithms, [...path, 'algorithms'], true)
+    algorithms = []
+    list.forEach((a, i) => {
+      const alg = parseAlgorithm(r, a, [...path, 'algorithms', i])
+      if (!algorithms.includes(alg)) algorithms.push(alg)
+    })
+  }
+
+  const subjectClaim = given(m, 'subject_claim') ? r.string(m.subject_claim, [...path, 'subject_claim']) : 'sub'
+  const recordClaims = given(m, 'record_claims') ? r.stringList(m.record_claims, [...path, 'record_claims'], false) : []
+  const clockSkewSeconds = r.int(m.clock_skew_seconds, [...path, 'clock_skew_seconds'], 30, 0, 60)
+
+  return { issuer, audience, jwksFile, jwksUrl, algorithms, subjectClaim, recordClaims, clockSkewSeconds }
+}
+
+function parseAlgorithm(r: Reader, v: unknown, path: KeyPath): string {
+  const alg = r.string(v, path)
+  if ((ASYMMETRIC_ALGORITHMS as readonly string[]).includes(alg)) return alg
+  if (alg.toLowerCase() === 'none') fail(path, 'none is never accepted')
+  if (/^HS\d+$/i.test(alg)) fail(path, `${alg} is a symmetric algorithm; only asymmetric algorithms are accepted`)
+  const near = ASYMMETRIC_ALGORITHMS.find((a) => a.toLowerCase() === alg.toLowerCase())
+  fail(path, `must be one of ${ASYMMETRIC_ALGORITHMS.join(', ')} (got ${JSON.stringify(alg)}${near ? `; did you mean ${near}?` : ''})`)
+}
+
+function parseJwksUrl(r: Reader, v: unknown, path: KeyPath): string {
+  const s = r.string(v, path)
+  let url: URL
+  try {
+    url = new URL(s)
+  } catch {
+    fail(path, 'must be an https:// URL')
+  }
+  const host = url.hostname.toLowerCase()
+  const local = host === 'localhost' || host === '127.0.0.1' || host === '[::1]'
+  if (url.protocol === 'https:') return s
+  if (url.protocol === 'http:' && local) return s
+  fail(path, local ? 'must be an http:// or https:// URL' : 'must be an https:// URL (plain http is allowed only for localhost / 127.0.0.1)')
+}
+
+/** The JWKS file must exist and be JSON with a `keys` array (it is re-read at run time for rotation). */
+function checkJwksFile(r: Reader, file: string, path: KeyPath): void {
+  const text = r.readText(file, path, 'JWKS file')
+  let doc: unknown
+  try {
+    doc = JSON.parse(text)
+  } catch (err) {
+    // The parser's message may quote file content; report only the position.
+    const pos = err instanceof Error ? /position (\d+)/.exec(err.message)?.[1] : undefined
+    fail(path, `${file} is not valid JSON${pos !== undefined ? ` (error at character ${pos})` : ''}`)
+  }
+  const keys = (doc as { keys?: unknown } | null)?.keys
+  if (doc === null || typeof doc !== 'object' || !Array.isArray(keys)) {
+    fail(path, `${file} is not a JWK set: expected a JSON object with a "keys" array`)
+  }
+  keys.forEach((k, i) => {
+    if (k === null || typeof k !== 'object' || typeof (k as { kty?: unknown }).kty !== 'string') {
+      fail(path, `${file}: keys[${i}] is not a JWK (a JSON object with "kty")`)
+    }
+  })
+}

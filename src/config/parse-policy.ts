@@ -1,0 +1,71 @@
+/** `policy:` — ordered rules mapping identities to upstream roles and databases. */
+import { fail, formatPath, type KeyPath, shown, typeName } from './errors.js'
+import { given, type Reader } from './reader.js'
+import type { IdentityConfig, IdentityMethod, PolicyMatch, PolicyRule } from './types.js'
+
+const METHODS = ['jwt', 'mtls', 'jwt+mtls'] as const
+const RULE_KEYS = ['name', 'match', 'roles', 'databases']
+/** Rule keys from the design that later versions will implement. */
+const RULE_LATER = ['require_token_binding', 'statements']
+const MATCH_KEYS = ['method', 'issuer', 'subject', 'claims']
+
+/** An empty or absent policy is valid: every connection is denied. */
+export function parsePolicy(r: Reader, v: unknown, identity: IdentityConfig): PolicyRule[] {
+  const path = ['policy']
+  if (v === null || v === undefined) return []
+  const issuers = new Set(identity.jwt.map((j) => j.issuer))
+  const names = new Map<string, number>()
+  return r.list(v, path).map((item, i) => {
+    const rule = parseRule(r, item, [...path, i], issuers)
+    const prev = names.get(rule.name)
+    if (prev !== undefined) {
+      fail([...path, i, 'name'], `duplicate rule name ${JSON.stringify(rule.name)} (also used by ${formatPath([...path, prev])})`)
+    }
+    names.set(rule.name, i)
+    return rule
+  })
+}
+
+function parseRule(r: Reader, v: unknown, path: KeyPath, issuers: Set<string>): PolicyRule {
+  const m = r.mapping(v, path, RULE_KEYS, RULE_LATER)
+  if (!given(m, 'name')) fail([...path, 'name'], 'is required')
+  const name = r.string(m.name, [...path, 'name'])
+  // A rule without `match` would grant access to every authenticated
+  // identity; that must be written explicitly as `match: {}`.
+  if (!given(m, 'match')) fail([...path, 'match'], 'is required (use `match: {}` to match every authenticated identity)')
+  const match = parseMatch(r, m.match, [...path, 'match'], issuers)
+  if (!given(m, 'roles')) fail([...path, 'roles'], 'is required (a non-empty list of upstream roles, or ["*"])')
+  const roles = r.stringList(m.roles, [...path, 'roles'], true)
+  if (!given(m, 'databases')) fail([...path, 'databases'], 'is required (a non-empty list of databases, or ["*"])')
+  const databases = r.stringList(m.databases, [...path, 'databases'], true)
+  return { name, match, roles, databases }
+}
+
+function parseMatch(r: Reader, v: unknown, path: KeyPath, issuers: Set<string>): PolicyMatch {
+  const m = r.mapping(v, path, MATCH_KEYS)
+  const method: IdentityMethod | null = given(m, 'method') ? r.oneOf(m.method, [...path, 'method'], METHODS, 'jwt') : null
+
+  let issuer: string | null = null
+  if (given(m, 'issuer')) {
+    issuer = r.string(m.issuer, [...path, 'issuer'])
+    if (method === 'mtls') fail([...path, 'issuer'], 'an issuer applies to JWT identities only, but this rule has method mtls')
+    if (!issuers.has(issuer)) {
+      fail([...path, 'issuer'], `no trusted issuer with this name is configured (see identity.jwt); got ${shown(m.issuer)}`)
+    }
+  }
+
+  const subject = r.optString(m.subject, [...path, 'subject'])
+
+  const claims: Record<string, string | number | boolean> = Object.create(null) as Record<string, string | number | boolean>
+  if (given(m, 'claims')) {
+    if (method === 'mtls') fail([...path, 'claims'], 'claims apply to JWT identities only, but this rule has method mtls')
+    for (const [claim, value] of r.entries(m.claims, [...path, 'claims'])) {
+      const cp = [...path, 'claims', claim]
+      if (claim === '') fail(cp, 'a claim name must not be empty')
+      if (typeof value === 'string') claims[claim] = r.string(value, cp, false)
+      else if (typeof value === 'number' || typeof value === 'boolean') claims[claim] = value
+      else fail(cp, `must be a string, number or boolean (got ${typeName(value)})`)
+    }
+  }
+  return { method, issuer, subject, claims }
+}

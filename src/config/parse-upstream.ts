@@ -1,0 +1,47 @@
+/** `upstream:` — the PostgreSQL server and the credentials the proxy uses there. */
+import { fail } from './errors.js'
+import { given, type Reader } from './reader.js'
+import type { UpstreamConfig, UpstreamRoleCredentials, UpstreamTlsMode } from './types.js'
+import { isLoopbackHost } from './units.js'
+
+const TLS_MODES = ['disable', 'require', 'verify-full'] as const
+
+export function parseUpstream(r: Reader, v: unknown): UpstreamConfig {
+  const path = ['upstream']
+  const m = v === null || v === undefined ? {} : r.mapping(v, path, ['host', 'port', 'tls', 'roles', 'connect_timeout'])
+
+  const host = given(m, 'host') ? r.string(m.host, [...path, 'host']) : '127.0.0.1'
+  const port = r.int(m.port, [...path, 'port'], 5432, 1, 65535)
+
+  // TLS to the upstream defaults to `disable` when the server is on this
+  // machine (127.0.0.0/8, ::1, localhost, a unix socket directory) and to
+  // `require` otherwise, so credentials never cross a network in clear text
+  // unless the operator says so explicitly.
+  const tlsPath = [...path, 'tls']
+  const t = given(m, 'tls') ? r.mapping(m.tls, tlsPath, ['mode', 'ca', 'servername']) : {}
+  const defaultMode: UpstreamTlsMode = isLoopbackHost(host) ? 'disable' : 'require'
+  const mode = r.oneOf(t.mode, [...tlsPath, 'mode'], TLS_MODES, defaultMode)
+  let ca: string | null = null
+  if (given(t, 'ca')) {
+    ca = r.readPem(r.path(t.ca, [...tlsPath, 'ca']), [...tlsPath, 'ca'], 'CERTIFICATE')
+  } else if (mode === 'verify-full') {
+    fail([...tlsPath, 'ca'], 'is required with mode verify-full (a PEM bundle of the CA certificates to trust)')
+  }
+  const servername = r.optString(t.servername, [...tlsPath, 'servername'])
+
+  const roles: Record<string, UpstreamRoleCredentials> = Object.create(null) as Record<string, UpstreamRoleCredentials>
+  if (given(m, 'roles')) {
+    for (const [role, spec] of r.entries(m.roles, [...path, 'roles'])) {
+      const rolePath = [...path, 'roles', role]
+      if (role === '') fail(rolePath, 'a role name must not be empty')
+      // `ROLE:` or `ROLE: {}` => no password (the upstream trusts the proxy).
+      const rm = spec === null || spec === undefined ? {} : r.mapping(spec, rolePath, ['password'])
+      const password = given(rm, 'password') ? r.string(rm.password, [...rolePath, 'password'], false) : null
+      roles[role] = { password }
+    }
+  }
+
+  const connectTimeoutMs = r.duration(m.connect_timeout, [...path, 'connect_timeout'], 5000, 1, 600_000)
+
+  return { host, port, tls: { mode, ca, servername }, roles, connectTimeoutMs }
+}

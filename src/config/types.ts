@@ -1,0 +1,154 @@
+/**
+ * The validated, fully-resolved configuration. `loadConfig` turns the YAML
+ * file into this shape: `${env:NAME}` / `${file:PATH}` references are
+ * substituted, relative paths are resolved against the config file's folder,
+ * durations are in milliseconds and defaults are filled in. Code outside
+ * `src/config` only ever sees this type.
+ */
+
+export type UpstreamTlsMode = 'disable' | 'require' | 'verify-full'
+export type AuditDurability = 'strict' | 'batched'
+export type ParameterMode = 'full' | 'hmac' | 'omit'
+export type IdentityMethod = 'jwt' | 'mtls' | 'jwt+mtls'
+
+export interface ListenAddress {
+  host: string
+  port: number
+}
+
+export interface TlsConfig {
+  /** PEM contents (not paths) of the server certificate chain and key. */
+  cert: string
+  key: string
+  /** Paths, kept for reload and for messages. */
+  certPath: string
+  keyPath: string
+  /** PEM bundle; set => client certificates are requested and verified. */
+  clientCa: string | null
+  clientCaPath: string | null
+  /** Dev only: accept non-TLS clients whose address is a loopback address. */
+  allowPlaintextLoopback: boolean
+}
+
+export interface JwtIssuerConfig {
+  issuer: string
+  /** One or more accepted audiences; a token must name at least one. */
+  audience: string[]
+  /** Exactly one of jwksFile / jwksUrl is set. */
+  jwksFile: string | null
+  jwksUrl: string | null
+  /** Allowed JWS algorithms. Only asymmetric algorithms are accepted. */
+  algorithms: string[]
+  /** Claim naming the principal; default `sub`. */
+  subjectClaim: string
+  /** Claims copied into identity.claims (dotted paths allowed, e.g. "kubernetes.io.namespace"). */
+  recordClaims: string[]
+  /** Allowed clock skew for exp/nbf, seconds (0..60, default 30). */
+  clockSkewSeconds: number
+}
+
+export interface IdentityConfig {
+  jwt: JwtIssuerConfig[]
+  mtls: { subject: 'spiffe' | 'cn' }
+}
+
+export interface UpstreamRoleCredentials {
+  /** Password for SCRAM-SHA-256 / md5 / cleartext; null = none (trust). */
+  password: string | null
+}
+
+export interface UpstreamConfig {
+  host: string
+  port: number
+  tls: {
+    mode: UpstreamTlsMode
+    /** PEM bundle for verify-full. */
+    ca: string | null
+    /** Host name checked against the server certificate (default: host). */
+    servername: string | null
+  }
+  /** Credentials the proxy uses per upstream role. */
+  roles: Record<string, UpstreamRoleCredentials>
+  connectTimeoutMs: number
+}
+
+export interface PolicyMatch {
+  method: IdentityMethod | null
+  issuer: string | null
+  /** Glob: `*` matches any run of characters (including `/`), `?` one character. */
+  subject: string | null
+  /** Claim equality; on an array claim, "contains". Dotted paths allowed. */
+  claims: Record<string, string | number | boolean>
+}
+
+export interface PolicyRule {
+  name: string
+  match: PolicyMatch
+  /** Allowed upstream roles; "*" allows any requested role. */
+  roles: string[]
+  /** Allowed databases; "*" allows any requested database. */
+  databases: string[]
+}
+
+export interface AuditSinkConfig {
+  type: 'stdout' | 'file'
+  /** For type file. */
+  path?: string
+}
+
+export interface AuditConfig {
+  /** Path of the local audit log (JSON lines); null = no file log. */
+  log: string | null
+  /** Also write every record to stdout. */
+  stdout: boolean
+  durability: AuditDurability
+  /** For batched durability: fsync interval. */
+  fsyncIntervalMs: number
+  parameters: ParameterMode
+  /** Key for `parameters: hmac` (from config / env / file). */
+  parameterHmacKey: string | null
+  /** Longest statement text kept in a record (bytes); longer is truncated and marked. */
+  maxStatementBytes: number
+  /** Longest single parameter value kept in a record (bytes). */
+  maxParameterBytes: number
+  /** False only for benchmarking the relay without auditing. */
+  enabled: boolean
+}
+
+export interface LimitsConfig {
+  /** A client must finish SSL negotiation + startup + authentication within this. */
+  handshakeTimeoutMs: number
+  /** Largest frontend message accepted (bytes); larger => 08P01 and disconnect. */
+  maxMessageBytes: number
+  /** Largest password message (the token) accepted. */
+  maxTokenBytes: number
+}
+
+export interface MetricsConfig {
+  listen: ListenAddress | null
+}
+
+export interface LogConfig {
+  level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal'
+  format: 'json' | 'pretty'
+}
+
+export interface PgwitnessConfig {
+  /** Absolute path of the file this came from (null for the built-in dev default). */
+  source: string | null
+  /** SHA-256 of the config file bytes, recorded in proxy.start. */
+  sha256: string
+  /** Instance name recorded in every audit record (default: hostname). */
+  instance: string
+  /** Dev configs allow `pgwitness token`; production ones refuse it. */
+  dev: boolean
+  listen: ListenAddress
+  tls: TlsConfig
+  identity: IdentityConfig
+  upstream: UpstreamConfig
+  policy: PolicyRule[]
+  audit: AuditConfig
+  limits: LimitsConfig
+  metrics: MetricsConfig
+  log: LogConfig
+}

@@ -1,0 +1,56 @@
+import type { PolicyRule } from '../config/types.js'
+import type { WorkloadIdentity } from '../identity/identity.js'
+import { claimMatches, getClaim } from '../identity/claims.js'
+import { globMatches } from './glob.js'
+
+/** The upstream role and database a client asked for in its StartupMessage. */
+export interface AccessRequest {
+  role: string
+  database: string
+}
+
+export type AccessDecision =
+  | { allowed: true; rule: PolicyRule }
+  | { allowed: false; reason: 'policy_no_match' | 'role_not_allowed' | 'database_not_allowed'; detail: string }
+
+/**
+ * Ordered policy evaluation: the first rule that matches the identity AND
+ * grants the requested role and database admits the session. When none does,
+ * the most specific refusal is reported: a matching rule that grants the role
+ * but not the database beats one that does not grant the role, which beats no
+ * matching rule at all.
+ */
+export function evaluateAccess(rules: readonly PolicyRule[], identity: WorkloadIdentity, request: AccessRequest): AccessDecision {
+  let identityMatched = false
+  let roleMatched = false
+  for (const rule of rules) {
+    if (!identityMatchesRule(rule, identity)) continue
+    identityMatched = true
+    if (!grants(rule.roles, request.role)) continue
+    roleMatched = true
+    if (!grants(rule.databases, request.database)) continue
+    return { allowed: true, rule }
+  }
+  if (roleMatched) {
+    return { allowed: false, reason: 'database_not_allowed', detail: `policy does not allow database "${request.database}" for role "${request.role}"` }
+  }
+  if (identityMatched) {
+    return { allowed: false, reason: 'role_not_allowed', detail: `policy does not allow role "${request.role}" for this identity` }
+  }
+  return { allowed: false, reason: 'policy_no_match', detail: 'no policy rule matches this identity' }
+}
+
+export function identityMatchesRule(rule: PolicyRule, identity: WorkloadIdentity): boolean {
+  const m = rule.match
+  if (m.method !== null && m.method !== identity.method) return false
+  if (m.issuer !== null && m.issuer !== identity.issuer) return false
+  if (m.subject !== null && !globMatches(m.subject, identity.subject)) return false
+  for (const [path, expected] of Object.entries(m.claims)) {
+    if (!claimMatches(getClaim(identity.claims, path), expected)) return false
+  }
+  return true
+}
+
+function grants(allowed: readonly string[], requested: string): boolean {
+  return allowed.includes('*') || allowed.includes(requested)
+}

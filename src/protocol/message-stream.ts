@@ -1,0 +1,127 @@
+import { ProtocolViolation } from './errors.js'
+
+/**
+ * Incremental framing of PostgreSQL's typed messages (1 type byte, int32
+ * length including itself, body) over a byte stream, without holding large
+ * messages whole.
+ *
+ * For each message the handler decides, from its type and length, whether
+ * the body is captured whole (small control messages the proxy must read),
+ * streamed to it piece by piece (a 32 MiB Bind, CopyData) or skipped (a
+ * DataRow: only its type matters). Bodies that lie inside one chunk are
+ * passed as subarrays of that chunk: valid only during the callback.
+ */
+
+export const enum BodyMode {
+  Capture = 0,
+  Stream = 1,
+  Skip = 2,
+}
+
+export interface MessageHandler {
+  /** Called once per message when its header is complete. */
+  header(type: number, bodyLength: number): BodyMode
+  /** Capture mode: the whole body. */
+  message(type: number, body: Buffer): void
+  /** Stream mode: the next piece of the body (never empty). */
+  piece(type: number, piece: Buffer): void
+  /** Stream and Skip modes: the message has ended. */
+  end(type: number): void
+}
+
+const EMPTY = Buffer.alloc(0)
+
+export class MessageStream {
+  private readonly header = Buffer.alloc(5)
+  private headerFill = 0
+  private type = 0
+  private mode: BodyMode = BodyMode.Skip
+  /** Body bytes of the current message not yet seen; -1 between messages. */
+  private remaining = -1
+  private capture: Buffer | null = null
+  private captureFill = 0
+
+  constructor(
+    private readonly handler: MessageHandler,
+    /** Largest declared message length accepted (bytes, including the length word). */
+    private readonly maxMessageBytes: number,
+    private readonly peer: 'client' | 'server',
+  ) {}
+
+  /** True when no message is partially received. */
+  get atBoundary(): boolean {
+    return this.remaining < 0 && this.headerFill === 0
+  }
+
+  push(chunk: Buffer): void {
+    const len = chunk.length
+    let off = 0
+    while (off < len) {
+      if (this.remaining < 0) {
+        // Between messages: read a header.
+        if (this.headerFill === 0 && len - off >= 5) {
+          this.type = chunk[off]!
+          this.begin(chunk.readInt32BE(off + 1))
+          off += 5
+        } else {
+          const take = Math.min(5 - this.headerFill, len - off)
+          chunk.copy(this.header, this.headerFill, off, off + take)
+          this.headerFill += take
+          off += take
+          if (this.headerFill < 5) return
+          this.headerFill = 0
+          this.type = this.header[0]!
+          this.begin(this.header.readInt32BE(1))
+        }
+        if (this.remaining === 0) {
+          this.finish(EMPTY)
+          continue
+        }
+        if (this.mode === BodyMode.Capture && len - off >= this.remaining) {
+          // Fast path: the whole body is in this chunk.
+          const body = chunk.subarray(off, off + this.remaining)
+          off += this.remaining
+          this.finish(body)
+          continue
+        }
+        if (this.mode === BodyMode.Capture) {
+          this.capture = Buffer.allocUnsafe(this.remaining)
+          this.captureFill = 0
+        }
+      }
+      // Inside a body.
+      const take = Math.min(this.remaining, len - off)
+      if (this.mode === BodyMode.Capture) {
+        chunk.copy(this.capture!, this.captureFill, off, off + take)
+        this.captureFill += take
+      } else if (this.mode === BodyMode.Stream) {
+        this.handler.piece(this.type, chunk.subarray(off, off + take))
+      }
+      off += take
+      this.remaining -= take
+      if (this.remaining === 0) {
+        const body = this.capture ?? EMPTY
+        this.capture = null
+        this.finish(body)
+      }
+    }
+  }
+
+  private begin(length: number): void {
+    if (length < 4 || length > this.maxMessageBytes) {
+      const what = this.peer === 'client' ? 'client' : 'server'
+      throw new ProtocolViolation(
+        length < 4 ? `invalid message length ${length} from ${what}` : `message from ${what} too large (${length} bytes; limit ${this.maxMessageBytes})`,
+        `message type ${JSON.stringify(String.fromCharCode(this.type))}`,
+      )
+    }
+    this.remaining = length - 4
+    this.mode = this.handler.header(this.type, this.remaining)
+  }
+
+  private finish(body: Buffer): void {
+    this.remaining = -1
+    if (this.mode === BodyMode.Capture) this.handler.message(this.type, body)
+    else this.handler.end(this.type)
+  }
+}

@@ -1,0 +1,19 @@
+import type tls from 'node:tls'
+import type { Logger } from 'pino'
+import type { AuditSink } from '../audit/log.js'
+import type { ProxyInfo } from '../audit/types.js'
+import type { PgwitnessConfig } from '../config/types.js'
+import type { TokenVerifier } from '../identity/jwt.js'
+import type { CancelRegistry } from './cancel-registry.js'
+
+/** What every session shares with the proxy that runs it. */
+export interface ProxyContext {
+  readonly config: PgwitnessConfig
+  readonly proxy: ProxyInfo
+  readonly verifier: TokenVerifier
+  readonly audit: AuditSink
+  readonly log: Logger
+  readonly cancels: CancelRegistry
+  /** The current server TLS context (replaced on reload). */
+  secureContext(): tls.SecureContext
+}

@@ -1,0 +1,318 @@
+import { createHash } from 'node:crypto'
+import net from 'node:net'
+import tls from 'node:tls'
+import type { Duplex } from 'node:stream'
+import type { AuthFailureReason, ConnectionInfo, IdentityInfo, SessionEndReason } from '../audit/types.js'
+import { authFailureRecord, sessionEndRecord, sessionStartRecord, statementRecord, type SessionContext } from '../audit/records.js'
+import { identityInfo, IdentityError, type WorkloadIdentity } from '../identity/identity.js'
+import { evaluateAccess } from '../policy/access.js'
+import * as msg from '../protocol/backend-messages.js'
+import { PgError, ProtocolViolation, SQLSTATE } from '../protocol/errors.js'
+import { decodePassword, FrontendType } from '../protocol/frontend.js'
+import { decodeStartupPacket } from '../protocol/startup.js'
+import { connectUpstream, sendUpstreamCancel, UpstreamError, type UpstreamConnection } from '../upstream/connect.js'
+import { uuidv7 } from '../util/ids.js'
+import { rfc3339Micros } from '../util/time.js'
+import type { ProxyContext } from './context.js'
+import { startupParametersFor } from './startup-parameters.js'
+import { Relay } from './relay.js'
+import { ClientGone, SocketReader } from './socket-reader.js'
+import { HandshakeError } from './handshake-error.js'
+
+/** What the client asked for in its StartupMessage. */
+interface Requested {
+  user: string
+  database: string
+  applicationName: string | null
+  parameters: Map<string, string>
+}
+
+/**
+ * One client connection, from its first byte to its session.end record:
+ * TLS negotiation, startup, token verification, policy, upstream login, then
+ * the observed relay. Nothing is sent upstream before the identity has been
+ * verified and the policy has admitted it — the upstream connection does not
+ * even exist until then.
+ */
+export class GovernedSession {
+  readonly connectionId = uuidv7()
+  private socket: Duplex
+  private tlsInfo: ConnectionInfo['tls'] = null
+  private requested: Requested | null = null
+  private identity: WorkloadIdentity | null = null
+  private upstream: UpstreamConnection | null = null
+  private relay: Relay | null = null
+  private context: SessionContext | null = null
+  private cancelId: number | null = null
+  private statements = 0
+  private startedAtMs = 0
+  private handshakeTimer: NodeJS.Timeout | null = null
+  private handshakeOver = false
+  private closedPromise: Promise<void>
+  private resolveClosed!: () => void
+
+  constructor(
+    private readonly raw: net.Socket,
+    private readonly ctx: ProxyContext,
+  ) {
+    this.socket = raw
+    raw.setNoDelay(true)
+    // Socket errors are handled through 'close'; without a listener an error event would crash the process.
+    raw.on('error', ignore)
+    this.closedPromise = new Promise((r) => (this.resolveClosed = r))
+  }
+
+  /** Resolves when the session has ended and its records are queued. */
+  get closed(): Promise<void> {
+    return this.closedPromise
+  }
+
+  private get connection(): ConnectionInfo {
+    return {
+      id: this.connectionId,
+      client: { address: this.raw.remoteAddress ?? '', port: this.raw.remotePort ?? 0 },
+      tls: this.tlsInfo,
+    }
+  }
+
+  async run(): Promise<void> {
+    this.handshakeTimer = setTimeout(() => this.onHandshakeTimeout(), this.ctx.config.limits.handshakeTimeoutMs)
+    let reader = new SocketReader(this.raw, this.ctx.config.limits.maxTokenBytes + 16384)
+    try {
+      reader = await this.negotiate(reader)
+      if (this.handshakeOver) return
+      await this.authenticate(reader)
+    } catch (err) {
+      this.refuse(err, reader)
+    }
+  }
+
+  /** SSLRequest / GSSENCRequest / CancelRequest, until a StartupMessage arrives. */
+  private async negotiate(reader: SocketReader): Promise<SocketReader> {
+    for (;;) {
+      const packet = decodeStartupPacket(await reader.readStartupPacket())
+      switch (packet.kind) {
+        case 'ssl-request': {
+          if (this.tlsInfo) throw new ProtocolViolation('SSLRequest received on an encrypted connection')
+          // Bytes sent after SSLRequest but before the TLS handshake would be
+          // read as if encrypted (CVE-2021-23214): refuse them.
+          if (reader.buffered > 0) throw new ProtocolViolation('received unencrypted data after SSL request')
+          reader.detach()
+          this.raw.write(msg.sslResponse(true))
+          this.socket = await this.upgradeToTls()
+          reader = new SocketReader(this.socket, this.ctx.config.limits.maxTokenBytes + 16384)
+          continue
+        }
+        case 'gssenc-request':
+          if (this.tlsInfo) throw new ProtocolViolation('GSSENCRequest received on an encrypted connection')
+          this.raw.write(msg.sslResponse(false))
+          continue
+        case 'cancel-request':
+          this.finishHandshake()
+          reader.detach()
+          await this.ctx.cancels.lookup(packet.processId, packet.secretKey)?.cancelUpstream().catch((err: Error) =>
+            this.ctx.log.warn({ err: err.message }, 'forwarding a cancel request failed'))
+          this.socket.destroy()
+          this.handshakeOver = true
+          this.resolveClosed()
+          return reader
+        case 'startup': {
+          const p = packet.parameters
+          this.requested = {
+            user: p.get('user')!,
+            database: p.get('database')!,
+            applicationName: p.get('application_name') ?? null,
+            parameters: p,
+          }
+          // A newer minor version or _pq_ options: say what we speak (3.0, no options) and go on.
+          const options = [...p.keys()].filter((k) => k.startsWith('_pq_.'))
+          if (packet.minor > 0 || options.length > 0) {
+            this.socket.write(msg.negotiateProtocolVersion(0, options))
+          }
+          return reader
+        }
+      }
+    }
+  }
+
+  private upgradeToTls(): Promise<tls.TLSSocket> {
+    return new Promise((resolve, reject) => {
+      const s = new tls.TLSSocket(this.raw, { isServer: true, secureContext: this.ctx.secureContext() })
+      s.on('error', ignore)
+      s.once('secure', () => {
+        s.off('error', reject)
+        const cipher = s.getCipher()
+        this.tlsInfo = { version: s.getProtocol() ?? 'unknown', cipher: cipher.standardName ?? cipher.name, client_cert_sha256: peerCertSha256(s) }
+        resolve(s)
+      })
+      s.once('error', (e: Error) => reject(new ClientGone(`TLS handshake failed: ${e.message}`)))
+    })
+  }
+
+  private async authenticate(reader: SocketReader): Promise<void> {
+    const req = this.requested!
+    const cfg = this.ctx.config
+    if (req.parameters.has('replication')) {
+      throw new HandshakeError('startup_rejected', { code: SQLSTATE.featureNotSupported, message: 'replication connections are not supported through pgwitness' })
+    }
+    if (!this.tlsInfo && !(cfg.tls.allowPlaintextLoopback && isLoopback(this.raw.remoteAddress))) {
+      throw new HandshakeError('tls_required', {
+        code: SQLSTATE.invalidAuthorization,
+        message: 'pgwitness requires an encrypted connection: tokens are never accepted in plaintext',
+        hint: 'Connect with sslmode=require (or verify-full).',
+      })
+    }
+    this.socket.write(msg.authenticationCleartextPassword())
+    const m = await reader.readMessage(cfg.limits.maxTokenBytes)
+    if (m.type !== FrontendType.Password) throw new ProtocolViolation(`expected a password message, got message type ${m.type}`)
+    const identity = await this.ctx.verifier.verifyWorkloadToken(decodePassword(m.body))
+    this.identity = identity
+
+    const decision = evaluateAccess(cfg.policy, identity, { role: req.user, database: req.database })
+    if (!decision.allowed) {
+      throw new HandshakeError(decision.reason, { code: SQLSTATE.invalidAuthorization, message: `access denied: ${decision.detail}` })
+    }
+    if (this.handshakeOver) return
+
+    const sessionId = uuidv7()
+    const upstream = await connectUpstream(cfg.upstream, {
+      role: req.user,
+      database: req.database,
+      password: cfg.upstream.roles[req.user]?.password ?? null,
+      parameters: startupParametersFor(req.parameters, sessionId),
+    })
+    if (this.handshakeOver) {
+      upstream.socket.destroy()
+      return
+    }
+    this.upstream = upstream
+    this.finishHandshake()
+    this.startedAtMs = Date.now()
+    this.context = {
+      proxy: this.ctx.proxy,
+      connection: this.connection,
+      session: { id: sessionId, started_at: rfc3339Micros(), application_name: req.applicationName },
+      identity: identityInfo(identity, decision.rule.name),
+      upstream: {
+        host: cfg.upstream.host,
+        port: cfg.upstream.port,
+        database: req.database,
+        role: req.user,
+        backend_pid: upstream.backendPid,
+        server_session_id: upstream.serverSessionId,
+      },
+    }
+    this.ctx.audit.append(sessionStartRecord(this.context))
+
+    const key = this.ctx.cancels.register(this)
+    this.cancelId = key.processId
+    const hello = [msg.authenticationOk()]
+    for (const [name, value] of upstream.parameters) hello.push(msg.parameterStatus(name, value))
+    hello.push(msg.backendKeyData(key.processId, key.secretKey), msg.readyForQuery('I'))
+    this.socket.write(Buffer.concat(hello))
+
+    const a = cfg.audit
+    this.relay = new Relay(this.socket, upstream.socket, {
+      maxMessageBytes: cfg.limits.maxMessageBytes,
+      maxStatementBytes: a.maxStatementBytes,
+      maxParameterBytes: a.maxParameterBytes,
+      parameters: { mode: a.parameters, hmacKey: a.parameterHmacKey },
+    }, {
+      statement: (s) => {
+        this.statements++
+        this.ctx.audit.append(statementRecord(this.context!, this.statements, s))
+      },
+      end: (reason, detail) => this.ended(reason, detail),
+    })
+    this.ctx.log.debug({ session: sessionId, subject: identity.subject, role: req.user, database: req.database }, 'session started')
+    this.relay.start(reader.detach())
+  }
+
+  /** Forward a client's cancel to the upstream backend with the real key. */
+  cancelUpstream(): Promise<void> {
+    const u = this.upstream
+    if (!u) return Promise.resolve()
+    return sendUpstreamCancel(this.ctx.config.upstream, u.backendPid, u.secretKey)
+  }
+
+  /** End the session from the proxy's side (shutdown, policy). */
+  terminate(reason: SessionEndReason, err: PgError): void {
+    if (this.relay) this.relay.terminate(reason, err)
+    else this.refuse(err, null)
+  }
+
+  private ended(reason: SessionEndReason, detail: string | null): void {
+    if (this.cancelId !== null) this.ctx.cancels.unregister(this.cancelId)
+    const r = this.relay!
+    this.ctx.audit.append(sessionEndRecord(this.context!, {
+      reason,
+      detail,
+      durationMs: Date.now() - this.startedAtMs,
+      statements: this.statements,
+      bytesIn: r.bytesIn,
+      bytesOut: r.bytesOut,
+    }))
+    this.resolveClosed()
+  }
+
+  private finishHandshake(): void {
+    if (this.handshakeTimer) clearTimeout(this.handshakeTimer)
+    this.handshakeTimer = null
+  }
+
+  private onHandshakeTimeout(): void {
+    this.refuse(new HandshakeError('handshake_timeout', {
+      code: SQLSTATE.connectionFailure,
+      message: `the connection did not complete authentication within ${this.ctx.config.limits.handshakeTimeoutMs} ms`,
+    }), null)
+  }
+
+  /** Refuse the connection during the handshake: tell the client, record the failure, close. */
+  private refuse(err: unknown, reader: SocketReader | null): void {
+    if (this.handshakeOver) return
+    this.handshakeOver = true
+    this.finishHandshake()
+    reader?.detach()
+    const failure = classifyFailure(err)
+    if (failure.tell && !this.socket.destroyed) this.socket.end(msg.errorResponseFromPgError(failure.tell))
+    // A connection that closed before saying who it wants to be (a TCP probe) is not an auth attempt.
+    if (failure.record && this.requested !== null) {
+      this.ctx.audit.append(authFailureRecord(this.ctx.proxy, this.connection, {
+        method: this.identity?.method ?? (failure.record.reason === 'tls_required' ? 'none' : 'jwt'),
+        reason: failure.record.reason,
+        detail: failure.record.detail,
+        requested: { user: this.requested.user, database: this.requested.database, application_name: this.requested.applicationName },
+        identity: this.identity ? identityInfo(this.identity, null) : failure.record.partial,
+      }))
+    } else if (failure.record) {
+      this.ctx.log.info({ connection: this.connectionId, reason: failure.record.reason, detail: failure.record.detail }, 'connection refused before startup')
+    }
+    setTimeout(() => this.socket.destroy(), 1000).unref()
+    this.resolveClosed()
+  }
+}
+
+function classifyFailure(err: unknown): {
+  tell: PgError | null
+  record: { reason: AuthFailureReason; detail: string; partial: Partial<IdentityInfo> | null } | null
+} {
+  if (err instanceof IdentityError) return { tell: err, record: { reason: err.reason, detail: err.message, partial: err.partialIdentity } }
+  if (err instanceof HandshakeError) return { tell: err, record: { reason: err.reason, detail: err.message, partial: null } }
+  if (err instanceof UpstreamError) return { tell: err, record: { reason: err.reason, detail: err.message, partial: null } }
+  if (err instanceof ProtocolViolation) return { tell: err, record: { reason: 'protocol_violation', detail: err.message, partial: null } }
+  if (err instanceof ClientGone) return { tell: null, record: { reason: 'token_missing', detail: err.message, partial: null } }
+  const e = new PgError({ code: SQLSTATE.internalError, message: 'internal error during authentication' })
+  return { tell: e, record: { reason: 'startup_rejected', detail: `internal error: ${(err as Error)?.message ?? String(err)}`, partial: null } }
+}
+
+function isLoopback(address: string | undefined): boolean {
+  if (!address) return false
+  return address === '::1' || address.startsWith('127.') || address.startsWith('::ffff:127.')
+}
+
+function peerCertSha256(s: tls.TLSSocket): string | null {
+  const cert = s.getPeerCertificate()
+  return cert && cert.raw ? createHash('sha256').update(cert.raw).digest('hex') : null
+}
+
+function ignore(): void {}

@@ -1,0 +1,272 @@
+import type { Duplex } from 'node:stream'
+import type { SessionEndReason } from '../audit/types.js'
+import { recordParameters, type ParameterPolicy } from '../audit/parameters.js'
+import { errorResponseFromPgError } from '../protocol/backend-messages.js'
+import { decodeErrorFields } from '../protocol/backend-fields.js'
+import { PgError, ProtocolViolation, SQLSTATE } from '../protocol/errors.js'
+import {
+  BindStreamDecoder,
+  FrontendType as F,
+  bindParamFormat,
+  decodeBind,
+  decodeClose,
+  decodeDescribe,
+  decodeExecute,
+  decodeFunctionCall,
+  decodeParse,
+  decodeQuery,
+  type DecodedBind,
+} from '../protocol/frontend.js'
+import { BodyMode, MessageStream, type MessageHandler } from '../protocol/message-stream.js'
+import { StatementTracker, type ObservedStatement } from './statement-tracker.js'
+
+export interface RelayOptions {
+  maxMessageBytes: number
+  maxStatementBytes: number
+  maxParameterBytes: number
+  parameters: ParameterPolicy
+}
+
+export interface RelayEvents {
+  statement(s: ObservedStatement): void
+  /** Called exactly once, after both sockets are closed or being closed. */
+  end(reason: SessionEndReason, detail: string | null): void
+}
+
+/** Frontend messages at or above this size are streamed instead of captured whole. */
+const STREAM_THRESHOLD = 1 << 20
+
+const BACKEND_ERROR = 0x45
+const BACKEND_COMMAND_COMPLETE = 0x43
+const BACKEND_READY = 0x5a
+
+const KNOWN_FRONTEND: ReadonlySet<number> = new Set(Object.values(F).filter((t) => t !== F.Password))
+
+/** Terminate message, sent upstream when the client vanishes without one. */
+const TERMINATE = Buffer.from([0x58, 0, 0, 0, 4])
+
+/**
+ * Relays bytes between an authenticated client and its upstream connection,
+ * unchanged, while observing both directions: frontend messages are decoded
+ * (streaming for large ones) and backend messages framed, so that the
+ * StatementTracker can report one outcome per statement. Back-pressure is
+ * end to end: a client that stops reading pauses the upstream, and a slow
+ * upstream pauses the client.
+ */
+export class Relay {
+  bytesIn = 0
+  bytesOut = 0
+  private readonly tracker: StatementTracker
+  private readonly fromClient: MessageStream
+  private readonly fromServer: MessageStream
+  private ended = false
+  private clientTerminated = false
+  // Stream-mode state for one large frontend message at a time.
+  private bindStream: BindStreamDecoder | null = null
+  private textPrefix: Buffer[] = []
+  private textPrefixBytes = 0
+
+  constructor(
+    private readonly client: Duplex,
+    private readonly upstream: Duplex,
+    private readonly opts: RelayOptions,
+    private readonly events: RelayEvents,
+  ) {
+    this.tracker = new StatementTracker({ maxStatementBytes: opts.maxStatementBytes, onStatement: (s) => events.statement(s) })
+    this.fromClient = new MessageStream(this.frontendHandler(), opts.maxMessageBytes, 'client')
+    this.fromServer = new MessageStream(this.backendHandler(), 0x7fffffff, 'server')
+  }
+
+  /** Start relaying; `pending` holds client bytes read ahead during the handshake. */
+  start(pending: Buffer): void {
+    const { client, upstream } = this
+    client.on('data', (chunk: Buffer) => this.clientData(chunk))
+    upstream.on('data', (chunk: Buffer) => this.upstreamData(chunk))
+    client.on('drain', () => upstream.resume())
+    upstream.on('drain', () => client.resume())
+    client.on('end', () => this.finish('client_closed', null))
+    client.on('close', () => this.finish('client_closed', null))
+    client.on('error', (e: Error) => this.finish('client_closed', `client connection error: ${e.message}`))
+    upstream.on('end', () => this.finish('upstream_closed', 'the upstream server closed the connection'))
+    upstream.on('close', () => this.finish('upstream_closed', 'the upstream server closed the connection'))
+    upstream.on('error', (e: Error) => this.fail('upstream_error', new PgError({
+      code: SQLSTATE.connectionFailure, message: `lost the connection to the upstream server: ${e.message}`,
+    })))
+    if (pending.length > 0) this.clientData(pending)
+  }
+
+  /** End the session from the proxy's side, telling the client why. */
+  terminate(reason: SessionEndReason, err: PgError): void {
+    this.fail(reason, err)
+  }
+
+  private clientData(chunk: Buffer): void {
+    if (this.ended) return
+    this.bytesIn += chunk.length
+    try {
+      this.fromClient.push(chunk)
+    } catch (err) {
+      this.fail('protocol_violation', err instanceof PgError ? err : new ProtocolViolation(String(err)))
+      return
+    }
+    if (!this.upstream.write(chunk)) this.client.pause()
+  }
+
+  private upstreamData(chunk: Buffer): void {
+    if (this.ended) return
+    this.bytesOut += chunk.length
+    try {
+      this.fromServer.push(chunk)
+    } catch (err) {
+      this.fail('upstream_error', new PgError({ code: SQLSTATE.protocolViolation, message: `invalid data from the upstream server: ${(err as Error).message}` }))
+      return
+    }
+    if (!this.client.write(chunk)) this.upstream.pause()
+  }
+
+  private fail(reason: SessionEndReason, err: PgError): void {
+    if (this.ended) return
+    if (!this.client.destroyed && this.client.writable) this.client.end(errorResponseFromPgError(err))
+    this.finish(reason, err.message)
+  }
+
+  private finish(reason: SessionEndReason, detail: string | null): void {
+    if (this.ended) return
+    this.ended = true
+    this.tracker.abandon()
+    if (!this.upstream.destroyed) {
+      if (reason !== 'upstream_closed' && reason !== 'upstream_error' && !this.clientTerminated && this.upstream.writable) {
+        this.upstream.end(TERMINATE)
+      } else {
+        this.upstream.end()
+      }
+    }
+    if (!this.client.destroyed && this.client.writable) this.client.end()
+    // Do not wait forever for a peer that ignores our FIN.
+    setTimeout(() => {
+      this.client.destroy()
+      this.upstream.destroy()
+    }, 5000).unref()
+    this.events.end(reason, detail)
+  }
+
+  // ---- observation ----------------------------------------------------
+
+  private frontendHandler(): MessageHandler {
+    const t = this.tracker
+    const maxParam = this.opts.maxParameterBytes
+    const recordBind = (b: DecodedBind) =>
+      t.bind(b.portal, b.statement, recordParameters(b.params, (i) => bindParamFormat(b, i), this.opts.parameters))
+    return {
+      header: (type, len) => {
+        if (!KNOWN_FRONTEND.has(type)) {
+          throw new ProtocolViolation(`invalid frontend message type ${type}`)
+        }
+        switch (type) {
+          case F.CopyData:
+          case F.CopyDone:
+            return BodyMode.Skip
+          case F.Terminate:
+            this.clientTerminated = true
+            return BodyMode.Skip
+          case F.Bind:
+            if (len < STREAM_THRESHOLD) return BodyMode.Capture
+            this.bindStream = new BindStreamDecoder(len, maxParam)
+            return BodyMode.Stream
+          case F.Query:
+          case F.Parse:
+          case F.FunctionCall:
+            if (len < STREAM_THRESHOLD) return BodyMode.Capture
+            this.textPrefix = []
+            this.textPrefixBytes = 0
+            return BodyMode.Stream
+          default:
+            return BodyMode.Capture
+        }
+      },
+      message: (type, body) => {
+        switch (type) {
+          case F.Query:
+            t.query(decodeQuery(body).text, false)
+            return
+          case F.Parse: {
+            const p = decodeParse(body)
+            t.parse(p.name, p.text, false)
+            return
+          }
+          case F.Bind:
+            recordBind(decodeBind(body, maxParam))
+            return
+          case F.Execute:
+            t.execute(decodeExecute(body).portal)
+            return
+          case F.Describe:
+            t.describe(decodeDescribe(body).target)
+            return
+          case F.Close: {
+            const c = decodeClose(body)
+            t.close(c.target, c.name)
+            return
+          }
+          case F.Sync:
+            t.sync()
+            return
+          case F.FunctionCall: {
+            const f = decodeFunctionCall(body, maxParam)
+            t.functionCall(f.functionOid, recordParameters(f.args, (i) => bindParamFormat({ paramFormats: f.argFormats }, i), this.opts.parameters))
+            return
+          }
+          default:
+            return // Flush, CopyFail: nothing to record
+        }
+      },
+      piece: (type, piece) => {
+        if (type === F.Bind) {
+          this.bindStream!.push(piece)
+        } else if (this.textPrefixBytes < this.opts.maxStatementBytes + 1024) {
+          // Keep only what a record can hold of a huge Query/Parse text.
+          this.textPrefix.push(Buffer.from(piece.subarray(0, this.opts.maxStatementBytes + 1024 - this.textPrefixBytes)))
+          this.textPrefixBytes += this.textPrefix[this.textPrefix.length - 1]!.length
+        }
+      },
+      end: (type) => {
+        if (type === F.Bind && this.bindStream) {
+          recordBind(this.bindStream.result())
+          this.bindStream = null
+        } else if (type === F.Query || type === F.Parse || type === F.FunctionCall) {
+          const prefix = Buffer.concat(this.textPrefix)
+          this.textPrefix = []
+          if (type === F.Query) {
+            t.query(prefixText(prefix, 0), true)
+          } else if (type === F.Parse) {
+            const nameEnd = prefix.indexOf(0)
+            t.parse(prefix.toString('utf8', 0, Math.max(nameEnd, 0)), prefixText(prefix, nameEnd + 1), true)
+          } else {
+            t.functionCall(prefix.length >= 4 ? prefix.readUInt32BE(0) : 0, null)
+          }
+        }
+      },
+    }
+  }
+
+  private backendHandler(): MessageHandler {
+    const t = this.tracker
+    return {
+      header: (type) =>
+        type === BACKEND_ERROR || type === BACKEND_COMMAND_COMPLETE || type === BACKEND_READY ? BodyMode.Capture : BodyMode.Skip,
+      message: (type, body) => {
+        if (type === BACKEND_ERROR) t.error(decodeErrorFields(body))
+        else t.backend(type, body)
+      },
+      piece: () => undefined,
+      end: (type) => t.backend(type, null),
+    }
+  }
+}
+
+/** UTF-8 text of a truncated NUL-terminated string prefix, dropping a split trailing character. */
+function prefixText(buf: Buffer, start: number): string {
+  let end = buf.indexOf(0, start)
+  if (end < 0) end = buf.length
+  return buf.toString('utf8', start, end).replace(/\uFFFD$/, '')
+}

@@ -1,0 +1,108 @@
+import type { Duplex } from 'node:stream'
+import { ProtocolViolation } from '../protocol/errors.js'
+import { startupPacketLength } from '../protocol/startup.js'
+
+/**
+ * Pull-style reads over a socket during the handshake, where the proxy
+ * drives a strict request/response sequence: one startup packet, then one
+ * password message. After the handshake `detach()` hands the bytes read
+ * ahead (a pipelining client's first query) to the relay.
+ */
+export class SocketReader {
+  private buf: Buffer = Buffer.alloc(0)
+  private waiter: (() => void) | null = null
+  private ended: Error | null = null
+  private readonly onData = (chunk: Buffer) => {
+    this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk])
+    // Never buffer more than a handshake needs: a flood before authentication is cut off.
+    if (this.buf.length > this.limit) this.fail(new ProtocolViolation('too much data before authentication completed'))
+    this.wake()
+  }
+  private readonly onEnd = () => this.fail(new ClientGone('the client closed the connection during the handshake'))
+  private readonly onError = (err: Error) => this.fail(new ClientGone(`client connection error: ${err.message}`))
+
+  constructor(
+    readonly socket: Duplex,
+    private readonly limit: number,
+  ) {
+    socket.on('data', this.onData)
+    socket.on('end', this.onEnd)
+    socket.on('close', this.onEnd)
+    socket.on('error', this.onError)
+  }
+
+  /** Bytes received but not consumed yet. */
+  get buffered(): number {
+    return this.buf.length
+  }
+
+  /** The next length-prefixed startup-phase packet (SSLRequest, StartupMessage, CancelRequest …). */
+  async readStartupPacket(): Promise<Buffer> {
+    for (;;) {
+      const len = startupPacketLength(this.buf)
+      if (len !== null && this.buf.length >= len) return this.take(len)
+      await this.more()
+    }
+  }
+
+  /** The next typed message; returns its type and body. */
+  async readMessage(maxBody: number): Promise<{ type: number; body: Buffer }> {
+    for (;;) {
+      if (this.buf.length >= 5) {
+        const len = this.buf.readInt32BE(1)
+        if (len < 4 || len - 4 > maxBody) throw new ProtocolViolation(`invalid message length ${len} during authentication`)
+        if (this.buf.length >= 1 + len) {
+          const type = this.buf[0]!
+          const msg = this.take(1 + len)
+          return { type, body: msg.subarray(5) }
+        }
+      }
+      await this.more()
+    }
+  }
+
+  /** Stop reading; returns the unconsumed bytes. */
+  detach(): Buffer {
+    this.socket.off('data', this.onData)
+    this.socket.off('end', this.onEnd)
+    this.socket.off('close', this.onEnd)
+    this.socket.off('error', this.onError)
+    const rest = this.buf
+    this.buf = Buffer.alloc(0)
+    return rest
+  }
+
+  private take(n: number): Buffer {
+    const out = this.buf.subarray(0, n)
+    this.buf = this.buf.subarray(n)
+    return out
+  }
+
+  private more(): Promise<void> {
+    if (this.ended) return Promise.reject(this.ended)
+    return new Promise<void>((resolve) => {
+      this.waiter = resolve
+    }).then(() => {
+      if (this.ended) throw this.ended
+    })
+  }
+
+  private fail(err: Error): void {
+    this.ended ??= err
+    this.wake()
+  }
+
+  private wake(): void {
+    const w = this.waiter
+    this.waiter = null
+    w?.()
+  }
+}
+
+/** The client went away; nothing to send it. */
+export class ClientGone extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = 'ClientGone'
+  }
+}

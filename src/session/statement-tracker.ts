@@ -1,0 +1,429 @@
+import type { OutcomeStatus, StatementInfo } from '../audit/types.js'
+import { splitStatements, type SplitStatement } from '../audit/split.js'
+import { nowMicros } from '../util/time.js'
+
+/**
+ * Pairs what the client sends with what the server answers, and reports one
+ * ObservedStatement per statement the server executed (or refused).
+ *
+ * PostgreSQL answers every frontend message in order, so a FIFO of "what we
+ * expect next" is enough: Parse→ParseComplete, Bind→BindComplete,
+ * Execute→CommandComplete|EmptyQuery|PortalSuspended, Sync/Query→ReadyForQuery.
+ * After an ErrorResponse in the extended protocol the server skips every
+ * message up to the next Sync; those entries are dropped, so statements
+ * PostgreSQL skipped are never reported as executed.
+ *
+ * Pure: no I/O; the caller feeds decoded frontend messages and backend
+ * message types/bodies, and receives statements through `onStatement`.
+ */
+
+export interface ObservedStatement {
+  protocol: StatementInfo['protocol']
+  text: string | null
+  textTruncated: boolean
+  parameters: StatementInfo['parameters']
+  preparedName: string | null
+  portal: string | null
+  functionOid: number | null
+  command: string
+  /** Parse tree node of the statement (for classification), if parsed. */
+  node: Record<string, unknown> | null
+  inTransaction: boolean
+  status: OutcomeStatus
+  commandTag: string | null
+  rows: number | null
+  sqlstate: string | null
+  message: string | null
+  startedAtUs: number
+  durationUs: number | null
+}
+
+export interface BackendError {
+  code: string
+  message: string
+}
+
+interface Prepared {
+  name: string
+  text: string
+  truncated: boolean
+  split: SplitStatement
+}
+
+interface Portal {
+  name: string
+  stmt: Prepared
+  parameters: StatementInfo['parameters']
+  /** Open statement of a portal suspended by Execute's row limit. */
+  open: Open | null
+}
+
+/** A statement whose outcome has not been seen yet. */
+interface Open {
+  base: Omit<ObservedStatement, 'status' | 'commandTag' | 'rows' | 'sqlstate' | 'message' | 'durationUs'>
+  rows: number
+}
+
+type Expect =
+  | { kind: 'query'; statements: readonly SplitStatement[]; text: string; truncated: boolean; index: number; current: Open | null; failed: boolean }
+  | { kind: 'parse'; stmt: Prepared }
+  | { kind: 'bind'; portal: Portal }
+  | { kind: 'execute'; portal: Portal; open: Open }
+  | { kind: 'function'; open: Open }
+  | { kind: 'describe'; target: 'S' | 'P' }
+  | { kind: 'close' }
+  | { kind: 'sync' }
+
+const BE = {
+  ParseComplete: 0x31, BindComplete: 0x32, CloseComplete: 0x33, CommandComplete: 0x43, DataRow: 0x44,
+  ErrorResponse: 0x45, EmptyQuery: 0x49, NoData: 0x6e, ParameterDescription: 0x74, RowDescription: 0x54,
+  PortalSuspended: 0x73, ReadyForQuery: 0x5a, FunctionCallResponse: 0x56,
+} as const
+
+/** Messages whose body the tracker reads; all others only need their type. */
+export const TRACKER_BODY_TYPES: ReadonlySet<number> = new Set([BE.CommandComplete, BE.ReadyForQuery])
+
+export interface TrackerOptions {
+  maxStatementBytes: number
+  onStatement: (s: ObservedStatement) => void
+}
+
+export class StatementTracker {
+  private readonly expect: Expect[] = []
+  private head = 0
+  private readonly prepared = new Map<string, Prepared>()
+  private readonly portals = new Map<string, Portal>()
+  private inTransaction = false
+
+  constructor(private readonly opts: TrackerOptions) {}
+
+  /** Number of responses still expected (for tests and shutdown). */
+  get pending(): number {
+    return this.expect.length - this.head
+  }
+
+  // ---- frontend -------------------------------------------------------
+
+  query(text: string, truncated: boolean): void {
+    const statements = truncated
+      ? [{ text, command: 'UNKNOWN', node: null }]
+      : splitStatements(text)
+    this.push({ kind: 'query', statements, text, truncated, index: 0, current: null, failed: false })
+    this.startQueryStatement(this.expect[this.expect.length - 1] as Extract<Expect, { kind: 'query' }>, nowMicros())
+  }
+
+  parse(name: string, text: string, truncated: boolean): void {
+    const split: SplitStatement = truncated
+      ? { text, command: 'UNKNOWN', node: null }
+      : (splitStatements(text)[0] ?? { text, command: 'EMPTY QUERY', node: null })
+    const stmt: Prepared = { name, text, truncated, split }
+    this.prepared.set(name, stmt)
+    this.push({ kind: 'parse', stmt })
+  }
+
+  bind(portalName: string, statementName: string, parameters: StatementInfo['parameters']): void {
+    const stmt = this.prepared.get(statementName) ?? {
+      // Prepared before we saw it (cannot happen through us) or never: the server will refuse the Bind.
+      name: statementName, text: '', truncated: false, split: { text: '', command: 'UNKNOWN', node: null },
+    }
+    this.finishSuspended(this.portals.get(portalName))
+    const portal: Portal = { name: portalName, stmt, parameters, open: null }
+    this.portals.set(portalName, portal)
+    this.push({ kind: 'bind', portal })
+  }
+
+  execute(portalName: string): void {
+    const portal = this.portals.get(portalName) ?? {
+      name: portalName,
+      stmt: { name: '', text: '', truncated: false, split: { text: '', command: 'UNKNOWN', node: null } },
+      parameters: null,
+      open: null,
+    }
+    const open = portal.open ?? this.openStatement('extended', portal.stmt.split, portal.stmt.truncated, {
+      parameters: portal.parameters, preparedName: portal.stmt.name, portal: portal.name,
+    })
+    portal.open = null
+    this.push({ kind: 'execute', portal, open })
+  }
+
+  functionCall(functionOid: number, parameters: StatementInfo['parameters']): void {
+    const open = this.openStatement('function_call', { text: '', command: 'FUNCTION CALL', node: null }, false, {
+      parameters, preparedName: null, portal: null,
+    })
+    open.base.text = null
+    open.base.functionOid = functionOid
+    this.push({ kind: 'function', open })
+  }
+
+  describe(target: 'S' | 'P'): void {
+    this.push({ kind: 'describe', target })
+  }
+
+  close(target: 'S' | 'P', name: string): void {
+    if (target === 'S') this.prepared.delete(name)
+    else {
+      this.finishSuspended(this.portals.get(name))
+      this.portals.delete(name)
+    }
+    this.push({ kind: 'close' })
+  }
+
+  sync(): void {
+    this.push({ kind: 'sync' })
+  }
+
+  // ---- backend --------------------------------------------------------
+
+  /** Feed every backend message type; `body` is required for types in TRACKER_BODY_TYPES and ErrorResponse via `error()`. */
+  backend(type: number, body: Buffer | null): void {
+    const e = this.peek()
+    switch (type) {
+      case BE.DataRow:
+        if (e?.kind === 'query' && e.current) e.current.rows++
+        else if (e?.kind === 'execute') e.open.rows++
+        return
+      case BE.ParseComplete:
+      case BE.BindComplete:
+      case BE.CloseComplete:
+        if (e && (e.kind === 'parse' || e.kind === 'bind' || e.kind === 'close')) this.shift()
+        return
+      case BE.ParameterDescription:
+        return // Describe of a statement: RowDescription/NoData follows and completes it.
+      case BE.RowDescription:
+      case BE.NoData:
+        if (e?.kind === 'describe') this.shift()
+        return
+      case BE.CommandComplete:
+        this.complete(e, 'ok', body ? cstring(body) : null, null)
+        return
+      case BE.EmptyQuery:
+        this.complete(e, 'ok', null, null)
+        return
+      case BE.PortalSuspended:
+        if (e?.kind === 'execute') {
+          // Row limit reached: the statement continues on the next Execute of this portal.
+          e.portal.open = e.open
+          this.shift()
+        }
+        return
+      case BE.FunctionCallResponse:
+        if (e?.kind === 'function') {
+          this.emit(e.open, 'ok', null, null, nowMicros())
+          this.shift()
+        }
+        return
+      case BE.ReadyForQuery:
+        this.readyForQuery(body && body.length > 0 ? body[0]! : 0x49)
+        return
+      default:
+        return
+    }
+  }
+
+  /** An ErrorResponse from the server (already decoded by the caller). */
+  error(err: BackendError): void {
+    const e = this.peek()
+    if (!e) return // asynchronous error (e.g. FATAL on shutdown): not about a statement
+    const now = nowMicros()
+    switch (e.kind) {
+      case 'query':
+        if (e.current) this.emit(e.current, statusOf(err), null, err, now)
+        e.current = null
+        e.failed = true
+        return // the rest of the string is skipped; ReadyForQuery ends it
+      case 'execute':
+      case 'function':
+        this.emit(e.open, statusOf(err), null, err, now)
+        break
+      case 'parse': {
+        // The statement was refused before it could run (e.g. a syntax error): still a statement attempt.
+        const open = this.openStatement('extended', e.stmt.split, e.stmt.truncated, { parameters: null, preparedName: e.stmt.name, portal: null })
+        this.emit(open, statusOf(err), null, err, now)
+        break
+      }
+      case 'bind': {
+        const open = this.openStatement('extended', e.portal.stmt.split, e.portal.stmt.truncated, {
+          parameters: e.portal.parameters, preparedName: e.portal.stmt.name, portal: e.portal.name,
+        })
+        this.emit(open, statusOf(err), null, err, now)
+        break
+      }
+      case 'sync':
+        return // e.g. a deferred constraint failing at the implicit COMMIT of Sync; ReadyForQuery follows
+      default:
+        break
+    }
+    // Extended protocol: the server now ignores everything up to the next Sync.
+    this.shift()
+    while (this.head < this.expect.length && this.expect[this.head]!.kind !== 'sync') this.shift()
+  }
+
+  /** The session is ending: statements sent but never answered end as `unknown`. */
+  abandon(): void {
+    const now = nowMicros()
+    for (let i = this.head; i < this.expect.length; i++) {
+      const e = this.expect[i]!
+      if (e.kind === 'query' && e.current) this.emit(e.current, 'unknown', null, null, now)
+      else if (e.kind === 'execute' || e.kind === 'function') this.emit(e.open, 'unknown', null, null, now)
+    }
+    for (const p of this.portals.values()) this.finishSuspended(p)
+    this.expect.length = 0
+    this.head = 0
+  }
+
+  // ---- internals ------------------------------------------------------
+
+  private readyForQuery(status: number): void {
+    // Pop up to and including the Query/Sync this answers.
+    while (this.head < this.expect.length) {
+      const e = this.shift()!
+      if (e.kind === 'query' || e.kind === 'sync') break
+    }
+    this.inTransaction = status !== 0x49 /* I */
+    if (!this.inTransaction) {
+      // Outside a transaction block every portal is gone.
+      for (const p of this.portals.values()) this.finishSuspended(p)
+      this.portals.clear()
+    }
+  }
+
+  private complete(e: Expect | undefined, status: OutcomeStatus, tag: string | null, err: BackendError | null): void {
+    const now = nowMicros()
+    if (e?.kind === 'query') {
+      if (e.current) this.emit(e.current, status, tag, err, now)
+      this.noteTransaction(tag)
+      e.index++
+      this.startQueryStatement(e, now)
+    } else if (e?.kind === 'execute') {
+      this.emit(e.open, status, tag, err, now)
+      this.noteTransaction(tag)
+      this.shift()
+    }
+  }
+
+  private startQueryStatement(e: Extract<Expect, { kind: 'query' }>, now: number): void {
+    const s = e.statements[e.index]
+    e.current = s && !e.failed
+      ? this.openStatement('simple', s, e.truncated, { parameters: null, preparedName: null, portal: null }, now)
+      : null
+  }
+
+  private noteTransaction(tag: string | null): void {
+    if (tag === null) return
+    if (tag === 'BEGIN' || tag === 'START TRANSACTION') this.inTransaction = true
+    else if (tag === 'COMMIT' || tag === 'ROLLBACK' || tag === 'PREPARE TRANSACTION') this.inTransaction = false
+  }
+
+  private openStatement(
+    protocol: ObservedStatement['protocol'],
+    split: SplitStatement,
+    truncated: boolean,
+    names: { parameters: StatementInfo['parameters']; preparedName: string | null; portal: string | null },
+    now: number = nowMicros(),
+  ): Open {
+    const { text, truncated: cut } = capText(split.text, this.opts.maxStatementBytes)
+    return {
+      rows: 0,
+      base: {
+        protocol,
+        text,
+        textTruncated: truncated || cut,
+        parameters: names.parameters,
+        preparedName: names.preparedName,
+        portal: names.portal,
+        functionOid: null,
+        command: split.command,
+        node: split.node,
+        inTransaction: this.inTransaction,
+        startedAtUs: now,
+      },
+    }
+  }
+
+  private finishSuspended(p: Portal | undefined): void {
+    if (p?.open) {
+      this.emit(p.open, 'ok', null, null, nowMicros())
+      p.open = null
+    }
+  }
+
+  private emit(open: Open, status: OutcomeStatus, tag: string | null, err: BackendError | null, now: number): void {
+    this.opts.onStatement({
+      ...open.base,
+      status,
+      commandTag: tag,
+      rows: rowsOf(tag, open.rows, status),
+      sqlstate: err?.code ?? null,
+      message: err?.message ?? null,
+      durationUs: status === 'unknown' ? null : now - open.base.startedAtUs,
+    })
+  }
+
+  private push(e: Expect): void {
+    this.expect.push(e)
+  }
+
+  private peek(): Expect | undefined {
+    return this.expect[this.head]
+  }
+
+  private shift(): Expect | undefined {
+    const e = this.expect[this.head]
+    this.head++
+    // Compact occasionally instead of Array.shift() on every response.
+    if (this.head === this.expect.length) {
+      this.expect.length = 0
+      this.head = 0
+    } else if (this.head > 1024) {
+      this.expect.splice(0, this.head)
+      this.head = 0
+    }
+    return e
+  }
+}
+
+/**
+ * Rows returned or affected. The tag is authoritative, except for a portal
+ * run in several Executes (row limit) whose final tag counts only the last
+ * batch: there the DataRows we counted are the total.
+ */
+function rowsOf(tag: string | null, counted: number, status: OutcomeStatus): number | null {
+  const fromTag = tag === null ? null : rowsOfTag(tag)
+  if (fromTag !== null) return Math.max(fromTag, counted)
+  return status === 'ok' && counted > 0 ? counted : null
+}
+
+function statusOf(err: BackendError): OutcomeStatus {
+  return err.code === '57014' ? 'cancelled' : 'error'
+}
+
+/** Rows from a CommandComplete tag: "INSERT 0 5" → 5, "SELECT 3" → 3, "CREATE TABLE" → null. */
+export function rowsOfTag(tag: string): number | null {
+  const sp = tag.lastIndexOf(' ')
+  if (sp < 0) return null
+  const last = tag.slice(sp + 1)
+  if (!/^\d+$/.test(last)) return null
+  const verb = tag.slice(0, tag.indexOf(' '))
+  switch (verb) {
+    case 'INSERT': case 'UPDATE': case 'DELETE': case 'SELECT': case 'MERGE':
+    case 'FETCH': case 'MOVE': case 'COPY':
+      return Number(last)
+    default:
+      // "CREATE TABLE AS" style tags report rows as "SELECT n"; others carry no count.
+      return null
+  }
+}
+
+function cstring(body: Buffer): string {
+  const end = body.indexOf(0)
+  return body.toString('utf8', 0, end < 0 ? body.length : end)
+}
+
+/** Keep at most maxBytes of UTF-8, never splitting a character. */
+export function capText(text: string, maxBytes: number): { text: string; truncated: boolean } {
+  if (text.length * 3 <= maxBytes || Buffer.byteLength(text) <= maxBytes) return { text, truncated: false }
+  const buf = Buffer.from(text, 'utf8')
+  let end = maxBytes
+  while (end > 0 && (buf[end]! & 0xc0) === 0x80) end--
+  return { text: buf.toString('utf8', 0, end), truncated: true }
+}

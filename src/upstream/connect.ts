@@ -1,0 +1,273 @@
+import net from 'node:net'
+import tls from 'node:tls'
+import { serialize } from 'pg-protocol'
+import { Parser } from 'pg-protocol/dist/parser'
+import type { BackendMessage } from 'pg-protocol/dist/messages'
+import sasl from 'pg/lib/crypto/sasl'
+import pgCrypto from 'pg/lib/crypto/utils'
+import type { UpstreamConfig } from '../config/types.js'
+import { PgError, SQLSTATE } from '../protocol/errors.js'
+import { BodyMode, MessageStream } from '../protocol/message-stream.js'
+
+/** An authenticated upstream connection, ready for the client's first query. */
+export interface UpstreamConnection {
+  socket: net.Socket | tls.TLSSocket
+  backendPid: number
+  secretKey: number
+  /** ParameterStatus values in the order the server sent them. */
+  parameters: Array<[string, string]>
+  /** PostgreSQL's own session id, as %c prints it: hex(backend start epoch).hex(pid). */
+  serverSessionId: string
+  tls: boolean
+}
+
+export interface UpstreamLogin {
+  role: string
+  database: string
+  password: string | null
+  /** Further startup parameters (client_encoding, application_name, pgwitness.session_id, …). */
+  parameters: Record<string, string>
+}
+
+/** Why connecting upstream failed; `reason` is the audit code. */
+export class UpstreamError extends PgError {
+  readonly reason: 'upstream_auth_failed' | 'upstream_unavailable' | 'upstream_rejected'
+  constructor(reason: UpstreamError['reason'], fields: { code: string; message: string; detail?: string }) {
+    super({ severity: 'FATAL', ...fields })
+    this.name = 'UpstreamError'
+    this.reason = reason
+  }
+}
+
+const SESSION_ID_QUERY =
+  "SELECT to_hex(floor(extract(epoch FROM backend_start))::bigint) || '.' || to_hex(pid) " +
+  'FROM pg_stat_activity WHERE pid = pg_backend_pid()'
+
+/**
+ * Connect and authenticate to PostgreSQL as `login.role` with the proxy's own
+ * credentials (SCRAM-SHA-256, md5, cleartext over TLS, or trust), then learn
+ * the server's session id. Credentials never appear in errors.
+ */
+export async function connectUpstream(cfg: UpstreamConfig, login: UpstreamLogin): Promise<UpstreamConnection> {
+  let socket: net.Socket | tls.TLSSocket | null = null
+  const timer = setTimeout(() => socket?.destroy(new Error(`timed out after ${cfg.connectTimeoutMs} ms`)), cfg.connectTimeoutMs)
+  try {
+    socket = await openSocket(cfg)
+    socket.setNoDelay(true)
+    if (cfg.tls.mode !== 'disable') socket = await startTls(socket, cfg)
+    const conn = await authenticate(socket, cfg, login)
+    socket.setKeepAlive(true, 60_000)
+    return conn
+  } catch (err) {
+    socket?.destroy()
+    if (err instanceof UpstreamError) throw err
+    throw new UpstreamError('upstream_unavailable', {
+      code: SQLSTATE.connectionRejected,
+      message: `could not connect to the upstream PostgreSQL server: ${(err as Error).message}`,
+    })
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+function openSocket(cfg: UpstreamConfig): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ host: cfg.host, port: cfg.port })
+    s.once('connect', () => {
+      s.off('error', reject)
+      resolve(s)
+    })
+    s.once('error', reject)
+  })
+}
+
+async function startTls(socket: net.Socket | tls.TLSSocket, cfg: UpstreamConfig): Promise<tls.TLSSocket> {
+  const answer = await new Promise<number>((resolve, reject) => {
+    socket.once('data', (b: Buffer) => (b.length === 1 ? resolve(b[0]!) : reject(new Error('unexpected answer to SSLRequest'))))
+    socket.once('error', reject)
+    socket.once('close', () => reject(new Error('server closed the connection during SSL negotiation')))
+    socket.write(serialize.requestSsl())
+  })
+  socket.removeAllListeners('error')
+  socket.removeAllListeners('close')
+  if (answer !== 0x53 /* S */) throw new Error('the server does not support TLS, but upstream.tls.mode requires it')
+  const verify = cfg.tls.mode === 'verify-full'
+  const tlsSocket = tls.connect({
+    socket,
+    servername: net.isIP(cfg.tls.servername ?? cfg.host) ? undefined : (cfg.tls.servername ?? cfg.host),
+    ca: cfg.tls.ca ?? undefined,
+    rejectUnauthorized: verify,
+    checkServerIdentity: verify
+      ? (_host, cert) => tls.checkServerIdentity(cfg.tls.servername ?? cfg.host, cert)
+      : () => undefined,
+  })
+  await new Promise<void>((resolve, reject) => {
+    tlsSocket.once('secureConnect', resolve)
+    tlsSocket.once('error', (e) => reject(new Error(`TLS to the upstream failed: ${e.message}`)))
+  })
+  tlsSocket.removeAllListeners('error')
+  return tlsSocket
+}
+
+function authenticate(socket: net.Socket | tls.TLSSocket, cfg: UpstreamConfig, login: UpstreamLogin): Promise<UpstreamConnection> {
+  return new Promise((resolve, reject) => {
+    const parser = new Parser()
+    const parameters: Array<[string, string]> = []
+    let backendPid = 0
+    let secretKey = 0
+    let saslSession: ReturnType<typeof sasl.startSession> | null = null
+    let phase: 'auth' | 'ready' | 'sessionid' = 'auth'
+    let serverSessionId: string | null = null
+    let done = false
+
+    const fail = (err: Error) => {
+      if (done) return
+      done = true
+      cleanup()
+      reject(err)
+    }
+    const needPassword = (): string => {
+      if (login.password === null) {
+        throw new UpstreamError('upstream_auth_failed', {
+          code: SQLSTATE.invalidPassword,
+          message: `the upstream server asks for a password for role "${login.role}", and the proxy has none configured (upstream.roles)`,
+        })
+      }
+      return login.password
+    }
+
+    const onMessage = (msg: BackendMessage): void => {
+      switch (msg.name) {
+        case 'authenticationOk':
+          return
+        case 'authenticationCleartextPassword':
+          if (!(socket instanceof tls.TLSSocket)) {
+            throw new UpstreamError('upstream_auth_failed', {
+              code: SQLSTATE.invalidAuthorization,
+              message: 'the upstream server asks for a cleartext password over an unencrypted connection; refusing to send it',
+            })
+          }
+          socket.write(serialize.password(needPassword()))
+          return
+        case 'authenticationMD5Password': {
+          const salt = (msg as unknown as { salt: Buffer }).salt
+          void pgCrypto.postgresMd5PasswordHash(login.role, needPassword(), salt)
+            .then((h) => socket.write(serialize.password(h)), fail)
+          return
+        }
+        case 'authenticationSASL': {
+          needPassword()
+          saslSession = sasl.startSession((msg as unknown as { mechanisms: string[] }).mechanisms)
+          socket.write(serialize.sendSASLInitialResponseMessage(saslSession.mechanism, saslSession.response))
+          return
+        }
+        case 'authenticationSASLContinue': {
+          const s = saslSession!
+          void sasl.continueSession(s, needPassword(), (msg as unknown as { data: string }).data)
+            .then(() => socket.write(serialize.sendSCRAMClientFinalMessage(s.response)), fail)
+          return
+        }
+        case 'authenticationSASLFinal':
+          sasl.finalizeSession(saslSession!, (msg as unknown as { data: string }).data)
+          return
+        case 'parameterStatus': {
+          const m = msg as unknown as { parameterName: string; parameterValue: string }
+          parameters.push([m.parameterName, m.parameterValue])
+          return
+        }
+        case 'backendKeyData': {
+          const m = msg as unknown as { processID: number; secretKey: number }
+          backendPid = m.processID
+          secretKey = m.secretKey
+          return
+        }
+        case 'readyForQuery':
+          if (phase === 'auth') {
+            phase = 'sessionid'
+            socket.write(serialize.query(SESSION_ID_QUERY))
+          } else if (phase === 'sessionid') {
+            if (serverSessionId === null) throw new Error('could not learn the upstream session id')
+            done = true
+            cleanup()
+            resolve({ socket, backendPid, secretKey, parameters, serverSessionId, tls: socket instanceof tls.TLSSocket })
+          }
+          return
+        case 'dataRow':
+          serverSessionId = String((msg as unknown as { fields: Array<string | null> }).fields[0])
+          return
+        case 'error': {
+          const m = msg as unknown as { code: string; message: string; detail?: string }
+          const auth = m.code.startsWith('28')
+          throw new UpstreamError(auth ? 'upstream_auth_failed' : 'upstream_rejected', {
+            code: m.code,
+            message: auth ? `upstream authentication failed for role "${login.role}": ${m.message}` : m.message,
+            ...(m.detail ? { detail: m.detail } : {}),
+          })
+        }
+        default:
+          return // notices, row descriptions, command complete
+      }
+    }
+
+    const frames = new MessageStream(
+      {
+        header: () => BodyMode.Capture,
+        message: (type, body) => {
+          const frame = Buffer.allocUnsafe(5 + body.length)
+          frame[0] = type
+          frame.writeInt32BE(body.length + 4, 1)
+          body.copy(frame, 5)
+          parser.parse(frame, onMessage)
+        },
+        piece: () => undefined,
+        end: () => undefined,
+      },
+      1 << 20,
+      'server',
+    )
+    const onData = (chunk: Buffer) => {
+      try {
+        frames.push(chunk)
+      } catch (err) {
+        fail(err as Error)
+      }
+    }
+    const onError = (err: Error) => fail(err)
+    const onClose = () => fail(new Error('the server closed the connection during startup'))
+    const cleanup = () => {
+      socket.off('data', onData)
+      socket.off('error', onError)
+      socket.off('close', onClose)
+    }
+    socket.on('data', onData)
+    socket.on('error', onError)
+    socket.on('close', onClose)
+    socket.write(startupMessage({ ...login.parameters, user: login.role, database: login.database }))
+  })
+}
+
+/** Forward a cancel request for an upstream backend on a new connection (TLS when the upstream uses it). */
+export async function sendUpstreamCancel(cfg: UpstreamConfig, backendPid: number, secretKey: number): Promise<void> {
+  let socket: net.Socket | tls.TLSSocket = await openSocket(cfg)
+  try {
+    if (cfg.tls.mode !== 'disable') socket = await startTls(socket, cfg)
+    await new Promise<void>((resolve) => {
+      socket.once('close', () => resolve())
+      socket.once('error', () => resolve())
+      socket.end(serialize.cancel(backendPid, secretKey))
+    })
+  } finally {
+    socket.destroy()
+  }
+}
+
+/** StartupMessage for protocol 3.0 (pg-protocol's always forces client_encoding UTF8; we pass the client's own). */
+function startupMessage(params: Record<string, string>): Buffer {
+  const parts: Buffer[] = [Buffer.alloc(8)]
+  for (const [k, v] of Object.entries(params)) parts.push(Buffer.from(`${k}\0${v}\0`, 'utf8'))
+  parts.push(Buffer.from([0]))
+  const msg = Buffer.concat(parts)
+  msg.writeInt32BE(msg.length, 0)
+  msg.writeInt32BE(196608, 4)
+  return msg
+}

@@ -1,0 +1,20 @@
+import t from 'tap'
+import { startFixture } from '../helpers/proxy.js'
+import { readValidAuditLog, recordsOfType, waitForRecords } from '../helpers/audit.js'
+
+t.test('a token-authenticated pg client runs statements and each is recorded', async (t) => {
+  const f = await startFixture()
+  t.teardown(() => f.stop())
+  const c = await f.client()
+  const r = await c.query('select 1 as one')
+  t.same(r.rows, [{ one: 1 }])
+  await c.query('create table t(a int); insert into t values (1),(2)')
+  const p = await c.query('select a from t where a > $1 order by a', [0])
+  t.same(p.rows.map((x) => x.a), [1, 2])
+  await c.end()
+  const recs = await waitForRecords(f.auditPath, (rs) => rs.some((x) => x.type === 'session.end'))
+  readValidAuditLog(f.auditPath)
+  const st = recordsOfType(recs, 'statement')
+  t.same(st.map((s) => s.statement.text), ['select 1 as one', 'create table t(a int)', 'insert into t values (1),(2)', 'select a from t where a > $1 order by a'])
+  t.same(st.map((s) => s.outcome.rows), [1, null, 2, 2])
+})
