@@ -93,10 +93,12 @@ export class ProxyServer {
   /** Stop accepting, end every session (FATAL 57P01), write proxy.stop and flush the audit log. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
-      await new Promise<void>((resolve) => this.server.close(() => resolve()))
+      // close() only completes once every connection is gone, so end the sessions while it waits.
+      const closed = new Promise<void>((resolve) => this.server.close(() => resolve()))
       const shutdown = new PgError({ code: SQLSTATE.adminShutdown, message: 'terminating connection due to administrator command (pgwitness is shutting down)' })
       for (const s of this.sessions) s.terminate('proxy_shutdown', shutdown)
       await Promise.all([...this.sessions].map((s) => s.closed))
+      await closed
       this.audit.append(proxyLifecycleRecord('proxy.stop', this.ctx.proxy, {
         configSha256: this.ctx.config.sha256, listen: this.listenAddress, checkpointKeyId: null,
       }))

@@ -42,6 +42,8 @@ export function splitStatements(sql: string): readonly SplitStatement[] {
 }
 
 function splitUncached(sql: string): readonly SplitStatement[] {
+  // The WASM parser rejects an empty input; PostgreSQL answers it with EmptyQueryResponse.
+  if (/^[\s;]*$/.test(sql)) return [{ text: sql.trim(), command: 'EMPTY QUERY', node: null }]
   let tree: ParseResult
   try {
     tree = parseSync(sql)

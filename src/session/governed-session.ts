@@ -36,6 +36,8 @@ interface Requested {
  */
 export class GovernedSession {
   readonly connectionId = uuidv7()
+  /** Read at accept time: a closed socket no longer knows its peer. */
+  private readonly client: ConnectionInfo['client']
   private socket: Duplex
   private tlsInfo: ConnectionInfo['tls'] = null
   private requested: Requested | null = null
@@ -56,6 +58,7 @@ export class GovernedSession {
     private readonly ctx: ProxyContext,
   ) {
     this.socket = raw
+    this.client = { address: raw.remoteAddress ?? '', port: raw.remotePort ?? 0 }
     raw.setNoDelay(true)
     // Socket errors are handled through 'close'; without a listener an error event would crash the process.
     raw.on('error', ignore)
@@ -68,11 +71,7 @@ export class GovernedSession {
   }
 
   private get connection(): ConnectionInfo {
-    return {
-      id: this.connectionId,
-      client: { address: this.raw.remoteAddress ?? '', port: this.raw.remotePort ?? 0 },
-      tls: this.tlsInfo,
-    }
+    return { id: this.connectionId, client: this.client, tls: this.tlsInfo }
   }
 
   async run(): Promise<void> {
@@ -155,7 +154,7 @@ export class GovernedSession {
     if (req.parameters.has('replication')) {
       throw new HandshakeError('startup_rejected', { code: SQLSTATE.featureNotSupported, message: 'replication connections are not supported through pgwitness' })
     }
-    if (!this.tlsInfo && !(cfg.tls.allowPlaintextLoopback && isLoopback(this.raw.remoteAddress))) {
+    if (!this.tlsInfo && !(cfg.tls.allowPlaintextLoopback && isLoopback(this.client.address))) {
       throw new HandshakeError('tls_required', {
         code: SQLSTATE.invalidAuthorization,
         message: 'pgwitness requires an encrypted connection: tokens are never accepted in plaintext',

@@ -1,0 +1,203 @@
+#!/usr/bin/env node
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { loadConfig, ConfigError } from './config/load.js'
+import type { PgwitnessConfig } from './config/types.js'
+import { createDevPki } from './dev/pki.js'
+import { prepareDevDefault, DEV_CONFIG_PATH, DEV_ISSUER_DIR } from './dev/default.js'
+import { DEV_AUDIENCE, ensureDevIssuerKeys, mintDevToken } from './dev/tokens.js'
+import { createLogger } from './log.js'
+import { ProxyServer } from './server.js'
+import { VERSION } from './version.js'
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+
+const HELP: Record<string, string> = {
+  main: `pgwitness ${VERSION} — identity-aware PostgreSQL proxy with a per-statement audit trail
+
+Usage: pgwitness <command> [options]
+
+Commands:
+  serve [--config FILE]        run the proxy (no --config: local dev default)
+  check-config FILE            validate a config file and exit
+  token [options]              mint a dev token (dev configs only)
+  certs [--out DIR]            create a dev CA, server cert and SPIFFE client cert
+
+Run 'pgwitness <command> --help' for a command's options.`,
+  serve: `Usage: pgwitness serve [--config FILE]
+
+Runs the proxy. Without --config, the local dev default (config/dev.yaml) is
+used: dev TLS certificate and token issuer are created on first use, and the
+upstream is the local PostgreSQL on 127.0.0.1:5432 when it admits "postgres"
+without a password, otherwise a throwaway cluster started from the
+PostgreSQL server binaries on this machine.
+Stops on SIGTERM/SIGINT (sessions end with FATAL 57P01, audit log flushed).`,
+  'check-config': `Usage: pgwitness check-config FILE
+
+Loads and validates FILE (env/file references included). Exit 0 if valid,
+2 with "config: <key>: <problem>" otherwise.`,
+  token: `Usage: pgwitness token [--config FILE] [--sub S] [--ttl 15m] [--aud A] [--claim k=v]...
+
+Mints a token signed with the dev issuer's key (next to its jwks_file), for
+local testing. Refuses to run against a config without "dev: true".
+  --sub S      subject (default: dev-user)
+  --ttl D      lifetime: 30s, 15m, 2h (default 15m)
+  --aud A      audience (default: pgwitness)
+  --claim k=v  extra claim; v is parsed as JSON when it can be (groups=["dba"])`,
+  certs: `Usage: pgwitness certs [--out DIR]
+
+Creates (overwrites) a dev CA, a server certificate for localhost/127.0.0.1
+and a client certificate with a SPIFFE URI SAN in DIR (default certs/dev).`,
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv
+  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+    console.log(HELP.main)
+    return command === undefined ? 1 : 0
+  }
+  if (command === '--version') {
+    console.log(VERSION)
+    return 0
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    const h = HELP[command]
+    if (!h) return unknown(command)
+    console.log(h)
+    return 0
+  }
+  switch (command) {
+    case 'serve':
+      return serve(rest)
+    case 'check-config':
+      return checkConfig(rest)
+    case 'token':
+      return token(rest)
+    case 'certs':
+      return certs(rest)
+    default:
+      return unknown(command)
+  }
+}
+
+function unknown(command: string): number {
+  console.error(`pgwitness: unknown command "${command}"\n\n${HELP.main}`)
+  return 1
+}
+
+async function serve(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { config: { type: 'string' } } })
+  let config: PgwitnessConfig
+  let connectHint: string | null = null
+  if (values.config) {
+    config = await loadConfig(values.config)
+  } else {
+    const dev = await prepareDevDefault(ROOT)
+    config = dev.config
+    connectHint = dev.connectHint
+  }
+  const log = createLogger(config.log)
+  const server = await ProxyServer.start(config, log)
+  if (connectHint) process.stderr.write(`\n${connectHint.replaceAll('{port}', String(server.port))}\n\n`)
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      log.info({ signal }, 'shutting down')
+      void server.stop().then(resolve, (err: Error) => {
+        log.error({ err: err.message }, 'error during shutdown')
+        resolve()
+      })
+    }
+    process.once('SIGTERM', () => stop('SIGTERM'))
+    process.once('SIGINT', () => stop('SIGINT'))
+  })
+  log.flush()
+  return 0
+}
+
+async function checkConfig(args: string[]): Promise<number> {
+  const file = args[0]
+  if (!file) {
+    console.error(HELP['check-config'])
+    return 1
+  }
+  const c = await loadConfig(file)
+  console.log(`config OK: ${c.source} (sha256 ${c.sha256.slice(0, 12)}…): listen ${c.listen.host}:${c.listen.port}, ` +
+    `${c.identity.jwt.length} issuer(s), ${c.policy.length} policy rule(s), upstream ${c.upstream.host}:${c.upstream.port} (${c.upstream.tls.mode})`)
+  return 0
+}
+
+async function token(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      config: { type: 'string' },
+      sub: { type: 'string', default: 'dev-user' },
+      ttl: { type: 'string', default: '15m' },
+      aud: { type: 'string', default: DEV_AUDIENCE },
+      claim: { type: 'string', multiple: true, default: [] },
+    },
+  })
+  // The built-in dev config trusts .pgwitness-dev/jwks.json: make sure the dev issuer exists first.
+  if (!values.config) await ensureDevIssuerKeys(path.join(ROOT, DEV_ISSUER_DIR))
+  const config = await loadConfig(values.config ?? path.join(ROOT, DEV_CONFIG_PATH))
+  if (!config.dev) {
+    console.error(`pgwitness token: refusing: ${config.source} is not a dev config ("dev: true"); dev tokens are for local testing only`)
+    return 2
+  }
+  const issuer = config.identity.jwt.find((i) => i.jwksFile !== null)
+  if (!issuer) {
+    console.error('pgwitness token: the dev config has no issuer with a jwks_file')
+    return 2
+  }
+  const keys = await ensureDevIssuerKeys(path.dirname(issuer.jwksFile!))
+  const claims: Record<string, unknown> = {}
+  for (const kv of values.claim) {
+    const eq = kv.indexOf('=')
+    if (eq <= 0) {
+      console.error(`pgwitness token: --claim expects k=v, got "${kv}"`)
+      return 1
+    }
+    const raw = kv.slice(eq + 1)
+    try {
+      claims[kv.slice(0, eq)] = JSON.parse(raw)
+    } catch {
+      claims[kv.slice(0, eq)] = raw
+    }
+  }
+  const ttl = parseTtl(values.ttl)
+  if (ttl === null) {
+    console.error(`pgwitness token: --ttl expects e.g. 30s, 15m, 2h; got "${values.ttl}"`)
+    return 1
+  }
+  console.log(await mintDevToken(keys.privateJwk, { issuer: issuer.issuer, audience: values.aud, subject: values.sub, ttlSeconds: ttl, claims }))
+  return 0
+}
+
+function parseTtl(s: string): number | null {
+  const m = /^(\d+)(s|m|h)?$/.exec(s)
+  if (!m) return null
+  return Number(m[1]) * (m[2] === 'h' ? 3600 : m[2] === 'm' ? 60 : 1)
+}
+
+async function certs(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { out: { type: 'string', default: path.join(ROOT, 'certs', 'dev') } } })
+  const pki = await createDevPki(path.resolve(values.out))
+  console.log(`dev PKI written to ${pki.dir}:\n  CA      ${pki.caCert}\n  server  ${pki.serverCert} (${pki.serverKey})\n  client  ${pki.clientCert} (${pki.clientKey})`)
+  return 0
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code
+  },
+  (err: unknown) => {
+    if (err instanceof ConfigError) {
+      console.error(err.message)
+      process.exitCode = 2
+    } else {
+      console.error(`pgwitness: ${(err as Error)?.stack ?? String(err)}`)
+      process.exitCode = 1
+    }
+  },
+)
