@@ -50,6 +50,8 @@ export class GovernedSession {
   private startedAtMs = 0
   private handshakeTimer: NodeJS.Timeout | null = null
   private handshakeOver = false
+  /** A token was sent (auth.failure method jwt) — otherwise no credential was presented (none). */
+  private credentialPresented = false
   private closedPromise: Promise<void>
   private resolveClosed!: () => void
 
@@ -164,7 +166,9 @@ export class GovernedSession {
     this.socket.write(msg.authenticationCleartextPassword())
     const m = await reader.readMessage(cfg.limits.maxTokenBytes)
     if (m.type !== FrontendType.Password) throw new ProtocolViolation(`expected a password message, got message type ${m.type}`)
-    const identity = await this.ctx.verifier.verifyWorkloadToken(decodePassword(m.body))
+    const token = decodePassword(m.body)
+    this.credentialPresented = token.length > 0
+    const identity = await this.ctx.verifier.verifyWorkloadToken(token)
     this.identity = identity
 
     const decision = evaluateAccess(cfg.policy, identity, { role: req.user, database: req.database })
@@ -277,7 +281,7 @@ export class GovernedSession {
     // A connection that closed before saying who it wants to be (a TCP probe) is not an auth attempt.
     if (failure.record && this.requested !== null) {
       this.ctx.audit.append(authFailureRecord(this.ctx.proxy, this.connection, {
-        method: this.identity?.method ?? (failure.record.reason === 'tls_required' ? 'none' : 'jwt'),
+        method: this.identity?.method ?? (this.credentialPresented ? 'jwt' : 'none'),
         reason: failure.record.reason,
         detail: failure.record.detail,
         requested: { user: this.requested.user, database: this.requested.database, application_name: this.requested.applicationName },

@@ -134,7 +134,10 @@ export class Relay {
     if (this.ended) return
     this.ended = true
     // After the client's Terminate the server closing is the expected end, not an upstream failure.
-    if (this.clientTerminated && reason === 'upstream_closed') reason = 'client_closed'
+    if (this.clientTerminated && reason === 'upstream_closed') {
+      reason = 'client_closed'
+      detail = null
+    }
     this.tracker.abandon()
     if (!this.upstream.destroyed) {
       if (reason !== 'upstream_closed' && reason !== 'upstream_error' && !this.clientTerminated && this.upstream.writable) {

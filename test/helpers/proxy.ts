@@ -42,7 +42,7 @@ export interface FixtureOptions {
   auditYaml?: string
   /** Replace the generated tls section (paths: use PKI placeholders {cert} {key} {ca}). */
   tlsYaml?: string
-  /** Extra lines under limits:. */
+  /** The lines under limits: (default '  handshake_timeout: 10s'). */
   limitsYaml?: string
   pg?: StartPostgresOptions
   /** Upstream password for role `app` as written in config (default: the real one). */
@@ -92,15 +92,20 @@ ${opts.auditYaml ?? `audit:
   durability: batched
   fsync_interval: 20ms`}
 limits:
-  handshake_timeout: 10s
-${opts.limitsYaml ?? ''}
+${opts.limitsYaml ?? '  handshake_timeout: 10s'}
 log: { level: ${process.env.PGW_TEST_LOG ?? 'warn'} }
 ${opts.extraYaml ?? ''}
 `
   writeFileSync(path.join(dir, 'pgwitness.yaml'), yaml)
-  const config = parseConfig(yaml, { baseDir: dir, source: path.join(dir, 'pgwitness.yaml') })
-  const log = pino({ level: config.log.level }, pino.destination(2))
-  const proxy = await ProxyServer.start(config, log)
+  let config: PgwitnessConfig
+  let proxy: ProxyServer
+  try {
+    config = parseConfig(yaml, { baseDir: dir, source: path.join(dir, 'pgwitness.yaml') })
+    proxy = await ProxyServer.start(config, pino({ level: config.log.level }, pino.destination(2)))
+  } catch (err) {
+    await cluster.stop()
+    throw err
+  }
 
   const token = (o: Partial<DevTokenOptions> = {}) =>
     mintDevToken(issuer.privateJwk, { subject: 'spiffe://test.local/ns/billing/sa/api', ...o })
