@@ -27,7 +27,6 @@ const FIXED: Record<string, string> = {
   ViewStmt: 'CREATE VIEW',
   CreateSeqStmt: 'CREATE SEQUENCE',
   AlterSeqStmt: 'ALTER SEQUENCE',
-  CreateFunctionStmt: 'CREATE FUNCTION',
   CreateTrigStmt: 'CREATE TRIGGER',
   CreatedbStmt: 'CREATE DATABASE',
   DropdbStmt: 'DROP DATABASE',
@@ -66,7 +65,6 @@ const FIXED: Record<string, string> = {
   CommentStmt: 'COMMENT',
   SecLabelStmt: 'SECURITY LABEL',
   ClusterStmt: 'CLUSTER',
-  VacuumStmt: 'VACUUM',
   ReindexStmt: 'REINDEX',
   CheckPointStmt: 'CHECKPOINT',
   LoadStmt: 'LOAD',
@@ -77,22 +75,32 @@ const FIXED: Record<string, string> = {
   ConstraintsSetStmt: 'SET CONSTRAINTS',
   VariableShowStmt: 'SHOW',
   DeclareCursorStmt: 'DECLARE CURSOR',
-  ClosePortalStmt: 'CLOSE CURSOR',
   PrepareStmt: 'PREPARE',
   ExecuteStmt: 'EXECUTE',
-  AlterOwnerStmt: 'ALTER',
   RenameStmt: 'ALTER',
-  AlterObjectSchemaStmt: 'ALTER',
   AlterDefaultPrivilegesStmt: 'ALTER DEFAULT PRIVILEGES',
   AlterSystemStmt: 'ALTER SYSTEM',
-  AlterFunctionStmt: 'ALTER FUNCTION',
   AlterEnumStmt: 'ALTER TYPE',
   AlterDomainStmt: 'ALTER DOMAIN',
-  AlterTableSpaceOptionsStmt: 'ALTER TABLESPACE',
   ReassignOwnedStmt: 'REASSIGN OWNED',
   DropOwnedStmt: 'DROP OWNED',
   RefreshMatViewStmt: 'REFRESH MATERIALIZED VIEW',
   CreatePLangStmt: 'CREATE LANGUAGE',
+  AlterUserMappingStmt: 'ALTER USER MAPPING',
+  DropUserMappingStmt: 'DROP USER MAPPING',
+  AlterForeignServerStmt: 'ALTER SERVER',
+  AlterFdwStmt: 'ALTER FOREIGN DATA WRAPPER',
+  AlterEventTrigStmt: 'ALTER EVENT TRIGGER',
+  AlterTSDictionaryStmt: 'ALTER TEXT SEARCH DICTIONARY',
+  AlterTSConfigurationStmt: 'ALTER TEXT SEARCH CONFIGURATION',
+  AlterOpFamilyStmt: 'ALTER OPERATOR FAMILY',
+  AlterOperatorStmt: 'ALTER OPERATOR',
+  AlterTypeStmt: 'ALTER TYPE',
+  AlterStatsStmt: 'ALTER STATISTICS',
+  AlterCollationStmt: 'ALTER COLLATION',
+  AlterExtensionContentsStmt: 'ALTER EXTENSION',
+  AlterDatabaseRefreshCollStmt: 'ALTER DATABASE',
+  AlterTableSpaceOptionsStmt: 'ALTER TABLESPACE',
 }
 
 /** OBJECT_* → the noun PostgreSQL uses in DROP/ALTER tags. */
@@ -146,6 +154,20 @@ export function commandOf(stmt: Node): string {
       return body.ismove ? 'MOVE' : 'FETCH'
     case 'DefineStmt':
       return 'CREATE ' + (OBJECT_NOUN[body.kind as string] ?? 'OBJECT')
+    case 'VacuumStmt':
+      // ANALYZE is a VacuumStmt without is_vacuumcmd; PostgreSQL tags it ANALYZE.
+      return body.is_vacuumcmd ? 'VACUUM' : 'ANALYZE'
+    case 'CreateFunctionStmt':
+      return body.is_procedure ? 'CREATE PROCEDURE' : 'CREATE FUNCTION'
+    case 'AlterFunctionStmt':
+      return 'ALTER ' + (OBJECT_NOUN[body.objtype as string] ?? 'FUNCTION')
+    case 'ClosePortalStmt':
+      return body.portalname === undefined ? 'CLOSE CURSOR ALL' : 'CLOSE CURSOR'
+    case 'AlterOwnerStmt':
+    case 'AlterObjectSchemaStmt': {
+      const noun = OBJECT_NOUN[body.objectType as string]
+      return noun === undefined ? 'ALTER' : 'ALTER ' + noun
+    }
     case 'CreateTableAsStmt':
       return body.objtype === 'OBJECT_MATVIEW' ? 'CREATE MATERIALIZED VIEW' : 'CREATE TABLE AS'
     default:

@@ -146,6 +146,9 @@ function mapJoseError(err: unknown, iss: string): IdentityError {
   if (err instanceof joseErrors.JWKSNoMatchingKey) {
     return new IdentityError('token_signature_invalid', 'no trusted key of the issuer matches the token (unknown kid or key type)', { partial })
   }
+  if (err instanceof joseErrors.JWKSMultipleMatchingKeys) {
+    return new IdentityError('token_signature_invalid', 'the token has no kid and several keys of the issuer could match', { partial })
+  }
   if (err instanceof joseErrors.JWKSTimeout) {
     return new IdentityError('token_signature_invalid', 'the issuer key set could not be fetched in time', { partial })
   }

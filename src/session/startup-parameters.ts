@@ -18,7 +18,8 @@ export function startupParametersFor(client: ReadonlyMap<string, string>, sessio
   const out: Record<string, string> = {}
   for (const [k, v] of client) {
     if (RESERVED.has(k) || k.startsWith('_pq_.')) continue
-    if (k.toLowerCase().startsWith('pgwitness.') || (k === 'options' && /pgwitness\./i.test(v))) {
+    // PostgreSQL strips backslash escapes from options before applying them: check what it will see.
+    if (k.toLowerCase().startsWith('pgwitness.') || (k === 'options' && /pgwitness\./i.test(v.replace(/\\/g, '')))) {
       throw new HandshakeError('startup_rejected', {
         code: '42501',
         message: 'pgwitness.* settings are reserved for the proxy and cannot be set by a client',
@@ -35,7 +36,8 @@ export function startupParametersFor(client: ReadonlyMap<string, string>, sessio
 export function taggedApplicationName(appName: string, sessionId: string): string {
   const tag = `pgw:${sessionId}`
   const room = MAX_APPLICATION_NAME - tag.length - 1
-  let name = appName
-  while (Buffer.byteLength(name) > room) name = name.slice(0, -1)
+  // Printable ASCII only: PostgreSQL 16+ escapes other bytes as \xHH, which would push the tag out.
+  let name = appName.replace(/[^\x20-\x7e]/g, '?')
+  if (name.length > room) name = name.slice(0, room)
   return name ? `${name} ${tag}` : tag
 }

@@ -39,9 +39,12 @@ export class UpstreamError extends PgError {
   }
 }
 
+// Fully schema-qualified: the client's role may own objects and set search_path,
+// and must not be able to forge the session id the audit trail joins on.
 const SESSION_ID_QUERY =
-  "SELECT to_hex(floor(extract(epoch FROM backend_start))::bigint) || '.' || to_hex(pid) " +
-  'FROM pg_stat_activity WHERE pid = pg_backend_pid()'
+  "SELECT pg_catalog.to_hex(pg_catalog.floor(pg_catalog.date_part('epoch', a.backend_start))::pg_catalog.int8) " +
+  "OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.to_hex(a.pid) " +
+  'FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) a'
 
 /**
  * Connect and authenticate to PostgreSQL as `login.role` with the proxy's own
@@ -52,7 +55,7 @@ export async function connectUpstream(cfg: UpstreamConfig, login: UpstreamLogin)
   let socket: net.Socket | tls.TLSSocket | null = null
   const timer = setTimeout(() => socket?.destroy(new Error(`timed out after ${cfg.connectTimeoutMs} ms`)), cfg.connectTimeoutMs)
   try {
-    socket = await openSocket(cfg)
+    socket = await openSocket(cfg, (s) => (socket = s))
     socket.setNoDelay(true)
     if (cfg.tls.mode !== 'disable') socket = await startTls(socket, cfg)
     const conn = await authenticate(socket, cfg, login)
@@ -70,9 +73,11 @@ export async function connectUpstream(cfg: UpstreamConfig, login: UpstreamLogin)
   }
 }
 
-function openSocket(cfg: UpstreamConfig): Promise<net.Socket> {
+/** Connect; `created` receives the socket before the connect completes, so a timeout can destroy it. */
+function openSocket(cfg: UpstreamConfig, created: (s: net.Socket) => void): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const s = net.connect({ host: cfg.host, port: cfg.port })
+    created(s)
     s.once('connect', () => {
       s.off('error', reject)
       resolve(s)
@@ -168,7 +173,15 @@ function authenticate(socket: net.Socket | tls.TLSSocket, cfg: UpstreamConfig, l
           return
         }
         case 'authenticationSASLFinal':
-          sasl.finalizeSession(saslSession!, (msg as unknown as { data: string }).data)
+          try {
+            sasl.finalizeSession(saslSession!, (msg as unknown as { data: string }).data)
+          } catch (err) {
+            // The server could not prove it knows the password: not the server we meant to reach.
+            throw new UpstreamError('upstream_auth_failed', {
+              code: SQLSTATE.invalidPassword,
+              message: `upstream SCRAM authentication failed: ${(err as Error).message}`,
+            })
+          }
           return
         case 'parameterStatus': {
           const m = msg as unknown as { parameterName: string; parameterValue: string }
@@ -192,9 +205,15 @@ function authenticate(socket: net.Socket | tls.TLSSocket, cfg: UpstreamConfig, l
             resolve({ socket, backendPid, secretKey, parameters, serverSessionId, tls: socket instanceof tls.TLSSocket })
           }
           return
-        case 'dataRow':
-          serverSessionId = String((msg as unknown as { fields: Array<string | null> }).fields[0])
+        case 'dataRow': {
+          const v = String((msg as unknown as { fields: Array<string | null> }).fields[0])
+          // It must name this very backend: hex(start).hex(pid).
+          if (!/^[0-9a-f]+\.[0-9a-f]+$/.test(v) || !v.endsWith('.' + backendPid.toString(16))) {
+            throw new Error('the upstream returned an invalid session id')
+          }
+          serverSessionId = v
           return
+        }
         case 'error': {
           const m = msg as unknown as { code: string; message: string; detail?: string }
           const auth = m.code.startsWith('28')
@@ -248,7 +267,9 @@ function authenticate(socket: net.Socket | tls.TLSSocket, cfg: UpstreamConfig, l
 
 /** Forward a cancel request for an upstream backend on a new connection (TLS when the upstream uses it). */
 export async function sendUpstreamCancel(cfg: UpstreamConfig, backendPid: number, secretKey: number): Promise<void> {
-  let socket: net.Socket | tls.TLSSocket = await openSocket(cfg)
+  let pending: net.Socket | null = null
+  const timer = setTimeout(() => pending?.destroy(new Error('cancel request timed out')), cfg.connectTimeoutMs)
+  let socket: net.Socket | tls.TLSSocket = await openSocket(cfg, (s) => (pending = s)).finally(() => clearTimeout(timer))
   try {
     if (cfg.tls.mode !== 'disable') socket = await startTls(socket, cfg)
     await new Promise<void>((resolve) => {
