@@ -68,11 +68,17 @@
  * `server`, `trigger`, `policy`, `rule`, `publication`, `subscription`, ….
  * CTE names are not objects (a reference that resolves to an in-scope CTE is
  * skipped, honouring WITH RECURSIVE and nested scopes). De-duplicated, in
- * first-seen order of a walk that follows the tree (target first for DML).
+ * first-seen order of a walk that follows the tree (target first for DML);
+ * a relation seen both generically and by kind keeps one entry, typed by kind.
  * The body of DO blocks and string-bodied functions is not analysed.
  */
 
 export type AuditClass = 'READ' | 'WRITE' | 'FUNCTION' | 'ROLE' | 'DDL' | 'MISC' | 'MISC_SET'
+
+/** Every class, in the order `classes` lists them. */
+export const AUDIT_CLASSES: readonly AuditClass[] = Object.freeze([
+  'READ', 'WRITE', 'FUNCTION', 'ROLE', 'DDL', 'MISC', 'MISC_SET',
+] as const)
 
 export interface StatementObject {
   type:
@@ -547,19 +553,24 @@ function defElems(list: unknown): Node[] {
 }
 
 function explainAnalyze(options: unknown): boolean {
+  // As GetCommandLogLevel() and explain.c: the last ANALYZE option wins (defGetBoolean semantics).
+  let analyze = false
   for (const e of defElems(options)) {
     if (e.defname !== 'analyze') continue
     const arg = e.arg as Node | undefined
-    if (arg === undefined || arg === null) return true
+    if (arg === undefined || arg === null) {
+      analyze = true
+      continue
+    }
     const b = arg.Boolean as Node | undefined
-    if (b) return b.boolval === true
-    const s = sval(arg)
-    if (s !== undefined) return !['false', 'off', 'no', '0'].includes(s.toLowerCase())
     const i = arg.Integer as Node | undefined
-    if (i) return i.ival !== undefined && i.ival !== 0
-    return true
+    const s = sval(arg)
+    if (b) analyze = b.boolval === true
+    else if (i) analyze = typeof i.ival === 'number' && i.ival !== 0
+    else if (s !== undefined) analyze = !['false', 'off', 'no', '0', 'of', 'f', 'n'].includes(s.toLowerCase())
+    else analyze = true
   }
-  return false
+  return analyze
 }
 
 /** PostgreSQL's GetCommandLogLevel() for the statements EXPLAIN ANALYZE can run. */
@@ -828,7 +839,13 @@ function ddl(w: Walk, type: string, b: Node): void {
     case 'CreateTableAsStmt': {
       const into = (b.into ?? {}) as Node
       rangeVar(w, into.rel, b.objtype === 'OBJECT_MATVIEW' ? 'materialized view' : 'table', false, true)
-      if (into.skipData !== true) {
+      const q = b.query as Node | undefined
+      if (q?.ExecuteStmt) {
+        // CREATE TABLE … AS EXECUTE q: the prepared statement is not in the text (see EXECUTE).
+        w.exec = true
+        walk(w, (q.ExecuteStmt as Node).params)
+        w.exec = false
+      } else if (into.skipData !== true) {
         // The query runs now: its reads, writes and function calls are this statement's.
         walkQuery(w, b.query)
         w.exec = false

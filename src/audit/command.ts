@@ -77,7 +77,6 @@ const FIXED: Record<string, string> = {
   DeclareCursorStmt: 'DECLARE CURSOR',
   PrepareStmt: 'PREPARE',
   ExecuteStmt: 'EXECUTE',
-  RenameStmt: 'ALTER',
   AlterDefaultPrivilegesStmt: 'ALTER DEFAULT PRIVILEGES',
   AlterSystemStmt: 'ALTER SYSTEM',
   AlterEnumStmt: 'ALTER TYPE',
@@ -133,6 +132,10 @@ export function commandOf(stmt: Node): string {
   switch (type) {
     case 'SelectStmt':
       return body.intoClause ? 'SELECT INTO' : 'SELECT'
+    case 'RenameStmt':
+      // Renaming a column or constraint is an ALTER of the relation that has it.
+      return 'ALTER ' + (OBJECT_NOUN[body.renameType as string] ?? OBJECT_NOUN[body.relationType as string] ?? 'TABLE')
+          .replace(/^(COLUMN|CONSTRAINT)$/, 'TABLE')
     case 'DropStmt':
       return 'DROP ' + (OBJECT_NOUN[body.removeType as string] ?? 'OBJECT')
     case 'AlterTableStmt':
@@ -140,7 +143,7 @@ export function commandOf(stmt: Node): string {
     case 'GrantStmt':
       return body.is_grant ? 'GRANT' : 'REVOKE'
     case 'GrantRoleStmt':
-      return body.is_grant ? 'GRANT' : 'REVOKE'
+      return body.is_grant ? 'GRANT ROLE' : 'REVOKE ROLE'
     case 'TransactionStmt':
       return TRANSACTION[body.kind as string] ?? 'TRANSACTION'
     case 'VariableSetStmt':

@@ -1,6 +1,7 @@
 import { createHmac } from 'node:crypto'
 import type { ParameterMode } from '../config/types.js'
 import type { RecordedParameter, StatementInfo } from './types.js'
+import { decodeUtf8Prefix } from '../util/utf8.js'
 
 /** A bind/function-call argument as decoded from the wire (value possibly capped). */
 export interface WireParameter {
@@ -41,7 +42,7 @@ export function recordParameters(
         : { format: 'binary', base64: p.value.toString('base64') }
     } else {
       out[i] = p.truncated
-        ? { format: 'text', value: p.value.toString('utf8'), truncated: true, length: p.length }
+        ? { format: 'text', value: decodeUtf8Prefix(p.value), truncated: true, length: p.length }
         : { format: 'text', value: p.value.toString('utf8') }
     }
   }

@@ -75,8 +75,8 @@ export function statementRecord(c: SessionContext, seq: number, s: ObservedState
       portal: s.portal,
       function_oid: s.functionOid,
       command: s.command,
-      classes: [],
-      objects: [],
+      classes: s.classes as string[],
+      objects: s.objects,
       in_transaction: s.inTransaction,
     },
     outcome: {

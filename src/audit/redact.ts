@@ -98,15 +98,17 @@ function redactParsed(text: string, node: Node): string {
   const type = firstKey(node)
   if (type === undefined) return text
   const body = (node[type] ?? {}) as Node
-  const expected = PASSWORD_OPTION_TYPES.has(type) ? passwordOptions(body) : 0
+  const options = PASSWORD_OPTION_TYPES.has(type)
+  const expected = options ? passwordOptions(body) : 0
   const conninfo = typeof body.conninfo === 'string' && CONNINFO_PASSWORD.test(body.conninfo)
   const embedded = EMBEDDED_PASSWORD.test(text)
-  if (expected === 0 && !conninfo && !embedded) return text
+  if (!options && !conninfo && !embedded) return text
 
   const tokens = scan(text)
   if (tokens === null) return REDACTED_UNPARSEABLE
   const spans = new Set<number>()
-  if (expected > 0) {
+  if (options) {
+    // Every literal right after a PASSWORD word (whatever the tree says), checked against the tree's count.
     let found = 0
     for (let i = 0; i < tokens.length; i++) {
       if (!isPasswordWord(tokens[i]!)) continue
@@ -152,9 +154,17 @@ function redactUnparsed(text: string): string {
   return splice(text, tokens, spans)
 }
 
+/**
+ * Control characters libpg-query's scanner does not escape in its JSON output
+ * (it then fails to parse). Each is one byte, so replacing them by spaces
+ * keeps every byte offset; they only occur inside literals, comments and
+ * quoted identifiers in valid SQL, where a space does not move token bounds.
+ */
+const UNESCAPED_CONTROL = /[\u0001-\u0008\u000b\u000c\u000e-\u001f]/g
+
 function scan(text: string): Token[] | null {
   try {
-    const r = scanSync(text) as unknown as { tokens?: Token[] }
+    const r = scanSync(text.replace(UNESCAPED_CONTROL, ' ')) as unknown as { tokens?: Token[] }
     return Array.isArray(r.tokens) ? r.tokens : []
   } catch {
     return null

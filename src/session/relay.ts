@@ -19,6 +19,7 @@ import {
 } from '../protocol/frontend.js'
 import { BodyMode, MessageStream, type MessageHandler } from '../protocol/message-stream.js'
 import { StatementTracker, type ObservedStatement } from './statement-tracker.js'
+import { decodeUtf8Prefix } from '../util/utf8.js'
 
 export interface RelayOptions {
   maxMessageBytes: number
@@ -269,9 +270,8 @@ export class Relay {
   }
 }
 
-/** UTF-8 text of a truncated NUL-terminated string prefix, dropping a split trailing character. */
+/** Text of a NUL-terminated string of which only a prefix was kept. */
 function prefixText(buf: Buffer, start: number): string {
-  let end = buf.indexOf(0, start)
-  if (end < 0) end = buf.length
-  return buf.toString('utf8', start, end).replace(/\uFFFD$/, '')
+  const end = buf.indexOf(0, start)
+  return end < 0 ? decodeUtf8Prefix(buf, start) : buf.toString('utf8', start, end)
 }

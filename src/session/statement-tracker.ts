@@ -1,6 +1,7 @@
 import type { OutcomeStatus, StatementInfo } from '../audit/types.js'
-import { splitStatements, type SplitStatement } from '../audit/split.js'
+import { splitStatements, unparsedStatement, type SplitStatement } from '../audit/split.js'
 import { nowMicros } from '../util/time.js'
+import { decodeUtf8Prefix } from '../util/utf8.js'
 
 /**
  * Pairs what the client sends with what the server answers, and reports one
@@ -26,7 +27,9 @@ export interface ObservedStatement {
   portal: string | null
   functionOid: number | null
   command: string
-  /** Parse tree node of the statement (for classification), if parsed. */
+  classes: readonly string[]
+  objects: StatementInfo['objects']
+  /** Parse tree node of the statement (for statement rules), if parsed. */
   node: Record<string, unknown> | null
   inTransaction: boolean
   status: OutcomeStatus
@@ -54,8 +57,13 @@ interface Portal {
   name: string
   stmt: Prepared
   parameters: StatementInfo['parameters']
-  /** Open statement of a portal suspended by Execute's row limit. */
+  /**
+   * The portal's statement while it runs: one statement even when the client
+   * pipelines several row-limited Executes of it.
+   */
   open: Open | null
+  /** The last Execute stopped at its row limit (PortalSuspended). */
+  suspended: boolean
 }
 
 /** A statement whose outcome has not been seen yet. */
@@ -66,8 +74,8 @@ interface Open {
 
 type Expect =
   | { kind: 'query'; statements: readonly SplitStatement[]; text: string; truncated: boolean; index: number; current: Open | null; failed: boolean }
-  | { kind: 'parse'; stmt: Prepared }
-  | { kind: 'bind'; portal: Portal }
+  | { kind: 'parse'; stmt: Prepared; sentAt: number }
+  | { kind: 'bind'; portal: Portal; sentAt: number }
   | { kind: 'execute'; portal: Portal; open: Open }
   | { kind: 'function'; open: Open }
   | { kind: 'describe'; target: 'S' | 'P' }
@@ -81,6 +89,10 @@ const BE = {
 } as const
 
 /** Messages whose body the tracker reads; all others only need their type. */
+const IMPLICIT_COMMIT: SplitStatement = unparsedStatement('', 'COMMIT')
+const UNKNOWN_STATEMENT: SplitStatement = unparsedStatement('')
+const FUNCTION_CALL: SplitStatement = { ...unparsedStatement('', 'FUNCTION CALL'), classes: ['FUNCTION'] }
+
 export const TRACKER_BODY_TYPES: ReadonlySet<number> = new Set([BE.CommandComplete, BE.ReadyForQuery])
 
 export interface TrackerOptions {
@@ -106,7 +118,7 @@ export class StatementTracker {
 
   query(text: string, truncated: boolean): void {
     const statements = truncated
-      ? [{ text, command: 'UNKNOWN', node: null }]
+      ? [unparsedStatement(text)]
       : splitStatements(text)
     this.push({ kind: 'query', statements, text, truncated, index: 0, current: null, failed: false })
     this.startQueryStatement(this.expect[this.expect.length - 1] as Extract<Expect, { kind: 'query' }>, nowMicros())
@@ -114,40 +126,41 @@ export class StatementTracker {
 
   parse(name: string, text: string, truncated: boolean): void {
     const split: SplitStatement = truncated
-      ? { text, command: 'UNKNOWN', node: null }
-      : (splitStatements(text)[0] ?? { text, command: 'EMPTY QUERY', node: null })
+      ? unparsedStatement(text)
+      : splitStatements(text)[0]!
     const stmt: Prepared = { name, text, truncated, split }
     this.prepared.set(name, stmt)
-    this.push({ kind: 'parse', stmt })
+    this.push({ kind: 'parse', stmt, sentAt: nowMicros() })
   }
 
   bind(portalName: string, statementName: string, parameters: StatementInfo['parameters']): void {
     const stmt = this.prepared.get(statementName) ?? {
       // Prepared before we saw it (cannot happen through us) or never: the server will refuse the Bind.
-      name: statementName, text: '', truncated: false, split: { text: '', command: 'UNKNOWN', node: null },
+      name: statementName, text: '', truncated: false, split: UNKNOWN_STATEMENT,
     }
     this.finishSuspended(this.portals.get(portalName))
-    const portal: Portal = { name: portalName, stmt, parameters, open: null }
+    const portal: Portal = { name: portalName, stmt, parameters, open: null, suspended: false }
     this.portals.set(portalName, portal)
-    this.push({ kind: 'bind', portal })
+    this.push({ kind: 'bind', portal, sentAt: nowMicros() })
   }
 
   execute(portalName: string): void {
     const portal = this.portals.get(portalName) ?? {
       name: portalName,
-      stmt: { name: '', text: '', truncated: false, split: { text: '', command: 'UNKNOWN', node: null } },
+      stmt: { name: '', text: '', truncated: false, split: UNKNOWN_STATEMENT },
       parameters: null,
       open: null,
+      suspended: false,
     }
-    const open = portal.open ?? this.openStatement('extended', portal.stmt.split, portal.stmt.truncated, {
+    const open = (portal.open ??= this.openStatement('extended', portal.stmt.split, portal.stmt.truncated, {
       parameters: portal.parameters, preparedName: portal.stmt.name, portal: portal.name,
-    })
-    portal.open = null
+    }))
+    portal.suspended = false
     this.push({ kind: 'execute', portal, open })
   }
 
   functionCall(functionOid: number, parameters: StatementInfo['parameters']): void {
-    const open = this.openStatement('function_call', { text: '', command: 'FUNCTION CALL', node: null }, false, {
+    const open = this.openStatement('function_call', FUNCTION_CALL, false, {
       parameters, preparedName: null, portal: null,
     })
     open.base.text = null
@@ -202,7 +215,7 @@ export class StatementTracker {
       case BE.PortalSuspended:
         if (e?.kind === 'execute') {
           // Row limit reached: the statement continues on the next Execute of this portal.
-          e.portal.open = e.open
+          e.portal.suspended = true
           this.shift()
         }
         return
@@ -232,24 +245,33 @@ export class StatementTracker {
         e.failed = true
         return // the rest of the string is skipped; ReadyForQuery ends it
       case 'execute':
+        this.emit(e.open, statusOf(err), null, err, now)
+        this.closePortalStatement(e)
+        break
       case 'function':
         this.emit(e.open, statusOf(err), null, err, now)
         break
       case 'parse': {
         // The statement was refused before it could run (e.g. a syntax error): still a statement attempt.
-        const open = this.openStatement('extended', e.stmt.split, e.stmt.truncated, { parameters: null, preparedName: e.stmt.name, portal: null })
+        const open = this.openStatement('extended', e.stmt.split, e.stmt.truncated, { parameters: null, preparedName: e.stmt.name, portal: null }, e.sentAt)
         this.emit(open, statusOf(err), null, err, now)
         break
       }
       case 'bind': {
         const open = this.openStatement('extended', e.portal.stmt.split, e.portal.stmt.truncated, {
           parameters: e.portal.parameters, preparedName: e.portal.stmt.name, portal: e.portal.name,
-        })
+        }, e.sentAt)
         this.emit(open, statusOf(err), null, err, now)
         break
       }
-      case 'sync':
-        return // e.g. a deferred constraint failing at the implicit COMMIT of Sync; ReadyForQuery follows
+      case 'sync': {
+        // The implicit COMMIT at Sync failed (e.g. a deferred constraint): the
+        // transaction's statements were rolled back, and that is a recordable outcome.
+        const open = this.openStatement('extended', IMPLICIT_COMMIT, false, { parameters: null, preparedName: null, portal: null }, now)
+        open.base.text = null
+        this.emit(open, statusOf(err), null, err, now)
+        return // ReadyForQuery follows
+      }
       default:
         break
     }
@@ -261,12 +283,14 @@ export class StatementTracker {
   /** The session is ending: statements sent but never answered end as `unknown`. */
   abandon(): void {
     const now = nowMicros()
+    const unknown = new Set<Open>() // pipelined Executes of one portal share one statement
     for (let i = this.head; i < this.expect.length; i++) {
       const e = this.expect[i]!
-      if (e.kind === 'query' && e.current) this.emit(e.current, 'unknown', null, null, now)
-      else if (e.kind === 'execute' || e.kind === 'function') this.emit(e.open, 'unknown', null, null, now)
+      if (e.kind === 'query' && e.current) unknown.add(e.current)
+      else if (e.kind === 'execute' || e.kind === 'function') unknown.add(e.open)
     }
-    for (const p of this.portals.values()) this.finishSuspended(p)
+    for (const open of unknown) this.emit(open, 'unknown', null, null, now)
+    for (const p of this.portals.values()) if (!p.open || !unknown.has(p.open)) this.finishSuspended(p)
     this.expect.length = 0
     this.head = 0
   }
@@ -296,6 +320,7 @@ export class StatementTracker {
       this.startQueryStatement(e, now)
     } else if (e?.kind === 'execute') {
       this.emit(e.open, status, tag, err, now)
+      this.closePortalStatement(e)
       this.noteTransaction(tag)
       this.shift()
     }
@@ -333,6 +358,8 @@ export class StatementTracker {
         portal: names.portal,
         functionOid: null,
         command: split.command,
+        classes: split.classes,
+        objects: split.objects as StatementInfo['objects'],
         node: split.node,
         inTransaction: this.inTransaction,
         startedAtUs: now,
@@ -340,10 +367,17 @@ export class StatementTracker {
     }
   }
 
+  private closePortalStatement(e: Extract<Expect, { kind: 'execute' }>): void {
+    if (e.portal.open === e.open) e.portal.open = null
+    e.portal.suspended = false
+  }
+
+  /** A portal destroyed while suspended (Close, re-Bind, end of transaction): its statement ends here. */
   private finishSuspended(p: Portal | undefined): void {
-    if (p?.open) {
+    if (p?.open && p.suspended) {
       this.emit(p.open, 'ok', null, null, nowMicros())
       p.open = null
+      p.suspended = false
     }
   }
 
@@ -422,8 +456,5 @@ function cstring(body: Buffer): string {
 /** Keep at most maxBytes of UTF-8, never splitting a character. */
 export function capText(text: string, maxBytes: number): { text: string; truncated: boolean } {
   if (text.length * 3 <= maxBytes || Buffer.byteLength(text) <= maxBytes) return { text, truncated: false }
-  const buf = Buffer.from(text, 'utf8')
-  let end = maxBytes
-  while (end > 0 && (buf[end]! & 0xc0) === 0x80) end--
-  return { text: buf.toString('utf8', 0, end), truncated: true }
+  return { text: decodeUtf8Prefix(Buffer.from(text, 'utf8'), 0, maxBytes), truncated: true }
 }

@@ -32,8 +32,8 @@ t.test('command names', async (t) => {
     ['select 1', 'SELECT'], ['select 1 into t2', 'SELECT INTO'], ['create table t as select 1', 'CREATE TABLE AS'],
     ['create materialized view m as select 1', 'CREATE MATERIALIZED VIEW'], ['drop table a', 'DROP TABLE'],
     ['drop index i', 'DROP INDEX'], ['alter table a add b int', 'ALTER TABLE'], ['alter role r login', 'ALTER ROLE'],
-    ['grant select on a to b', 'GRANT'], ['revoke select on a from b', 'REVOKE'], ['grant r to u', 'GRANT'],
-    ['revoke r from u', 'REVOKE'], ['begin', 'BEGIN'], ['start transaction', 'START TRANSACTION'], ['commit', 'COMMIT'],
+    ['grant select on a to b', 'GRANT'], ['revoke select on a from b', 'REVOKE'], ['grant r to u', 'GRANT ROLE'],
+    ['revoke r from u', 'REVOKE ROLE'], ['begin', 'BEGIN'], ['start transaction', 'START TRANSACTION'], ['commit', 'COMMIT'],
     ['rollback', 'ROLLBACK'], ['set x.y = 1', 'SET'], ['reset all', 'RESET'], ['copy a from stdin', 'COPY'],
     ['do $$ begin end $$', 'DO'], ['call p()', 'CALL'], ['explain select 1', 'EXPLAIN'], ['truncate a', 'TRUNCATE TABLE'],
     ['merge into a using b on a.x = b.x when matched then delete', 'MERGE'], ['create role r', 'CREATE ROLE'],
@@ -41,7 +41,7 @@ t.test('command names', async (t) => {
     ['execute q', 'EXECUTE'], ['fetch 1 from c', 'FETCH'], ['move 1 in c', 'MOVE'], ['vacuum', 'VACUUM'],
     ['create index on a(x)', 'CREATE INDEX'], ['create view v as select 1', 'CREATE VIEW'], ['show all', 'SHOW'],
     ['create function f() returns int language sql as $$select 1$$', 'CREATE FUNCTION'], ['listen c', 'LISTEN'],
-    ['alter view v rename to w', 'ALTER'], ['create aggregate a(int) (sfunc = int4pl, stype = int)', 'CREATE AGGREGATE'],
+    ['alter view v rename to w', 'ALTER VIEW'], ['alter table t rename column a to b', 'ALTER TABLE'], ['create aggregate a(int) (sfunc = int4pl, stype = int)', 'CREATE AGGREGATE'],
   ]
   for (const [sql, cmd] of cases) t.equal(splitStatements(sql)[0]!.command, cmd, sql)
 })
