@@ -21,8 +21,11 @@ export const enum BodyMode {
 export interface MessageHandler {
   /** Called once per message when its header is complete. */
   header(type: number, bodyLength: number): BodyMode
-  /** Capture mode: the whole body. */
-  message(type: number, body: Buffer): void
+  /**
+   * Capture mode: the whole body. `frame` is the whole message (header and
+   * body) when it lies in one chunk, else null (the caller rebuilds it).
+   */
+  message(type: number, body: Buffer, frame: Buffer | null): void
   /** Stream mode: the next piece of the body (never empty). */
   piece(type: number, piece: Buffer): void
   /** Stream and Skip modes: the message has ended. */
@@ -59,10 +62,12 @@ export class MessageStream {
     while (off < len) {
       if (this.remaining < 0) {
         // Between messages: read a header.
+        let contiguous = false
         if (this.headerFill === 0 && len - off >= 5) {
           this.type = chunk[off]!
           this.begin(chunk.readInt32BE(off + 1))
           off += 5
+          contiguous = true
         } else {
           const take = Math.min(5 - this.headerFill, len - off)
           chunk.copy(this.header, this.headerFill, off, off + take)
@@ -73,15 +78,16 @@ export class MessageStream {
           this.type = this.header[0]!
           this.begin(this.header.readInt32BE(1))
         }
-        if (this.remaining === 0) {
-          this.finish(EMPTY)
-          continue
-        }
         if (this.mode === BodyMode.Capture && len - off >= this.remaining) {
           // Fast path: the whole body is in this chunk.
           const body = chunk.subarray(off, off + this.remaining)
+          const frame = contiguous ? chunk.subarray(off - 5, off + this.remaining) : null
           off += this.remaining
-          this.finish(body)
+          this.finish(body, frame)
+          continue
+        }
+        if (this.remaining === 0) {
+          this.finish(EMPTY, null)
           continue
         }
         if (this.mode === BodyMode.Capture) {
@@ -102,7 +108,7 @@ export class MessageStream {
       if (this.remaining === 0) {
         const body = this.capture ?? EMPTY
         this.capture = null
-        this.finish(body)
+        this.finish(body, null)
       }
     }
   }
@@ -119,9 +125,9 @@ export class MessageStream {
     this.mode = this.handler.header(this.type, this.remaining)
   }
 
-  private finish(body: Buffer): void {
+  private finish(body: Buffer, frame: Buffer | null): void {
     this.remaining = -1
-    if (this.mode === BodyMode.Capture) this.handler.message(this.type, body)
+    if (this.mode === BodyMode.Capture) this.handler.message(this.type, body, frame)
     else this.handler.end(this.type)
   }
 }

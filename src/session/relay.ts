@@ -19,6 +19,9 @@ import {
 } from '../protocol/frontend.js'
 import { BodyMode, MessageStream, type MessageHandler } from '../protocol/message-stream.js'
 import { StatementTracker, type ObservedStatement } from './statement-tracker.js'
+import { serialize } from 'pg-protocol'
+import { splitStatements, type SplitStatement } from '../audit/split.js'
+import { reservedSettingViolation } from '../policy/reserved-settings.js'
 import { decodeUtf8Prefix } from '../util/utf8.js'
 
 export interface RelayOptions {
@@ -60,6 +63,10 @@ export class Relay {
   private readonly tracker: StatementTracker
   private readonly fromClient: MessageStream
   private readonly fromServer: MessageStream
+  /** Frontend bytes to forward upstream, framed message by message. */
+  private readonly out = new OutputRun()
+  /** Prepared statements whose Parse was refused and replaced (their Binds carry no parameters). */
+  private readonly deniedStatements = new Set<string>()
   private ended = false
   private clientTerminated = false
   // Stream-mode state for one large frontend message at a time.
@@ -104,13 +111,24 @@ export class Relay {
   private clientData(chunk: Buffer): void {
     if (this.ended) return
     this.bytesIn += chunk.length
+    let violation: PgError | null = null
     try {
       this.fromClient.push(chunk)
     } catch (err) {
-      this.fail('protocol_violation', err instanceof PgError ? err : new ProtocolViolation(String(err)))
-      return
+      violation = err instanceof PgError ? err : new ProtocolViolation(String(err))
     }
-    if (!this.upstream.write(chunk)) this.client.pause()
+    // Forward what was framed (the valid messages before a violation too), in one write when possible.
+    const out = this.out.take()
+    if (out.length === 1) {
+      if (!this.upstream.write(out[0]!)) this.client.pause()
+    } else if (out.length > 1) {
+      this.upstream.cork()
+      let ok = true
+      for (const b of out) ok = this.upstream.write(b) && ok
+      this.upstream.uncork()
+      if (!ok) this.client.pause()
+    }
+    if (violation) this.fail('protocol_violation', violation)
   }
 
   private upstreamData(chunk: Buffer): void {
@@ -160,76 +178,50 @@ export class Relay {
 
   private frontendHandler(): MessageHandler {
     const t = this.tracker
+    const out = this.out
     const maxParam = this.opts.maxParameterBytes
-    const recordBind = (b: DecodedBind) =>
-      t.bind(b.portal, b.statement, recordParameters(b.params, (i) => bindParamFormat(b, i), this.opts.parameters))
     return {
       header: (type, len) => {
         if (!KNOWN_FRONTEND.has(type)) {
           throw new ProtocolViolation(`invalid frontend message type ${type}`)
         }
+        let mode = BodyMode.Capture
         switch (type) {
           case F.CopyData:
           case F.CopyDone:
-            return BodyMode.Skip
+            mode = BodyMode.Stream
+            break
           case F.Terminate:
             this.clientTerminated = true
-            return BodyMode.Skip
+            break
           case F.Bind:
-            if (len < STREAM_THRESHOLD) return BodyMode.Capture
-            this.bindStream = new BindStreamDecoder(len, maxParam)
-            return BodyMode.Stream
+            if (len >= STREAM_THRESHOLD) {
+              this.bindStream = new BindStreamDecoder(len, maxParam)
+              mode = BodyMode.Stream
+            }
+            break
           case F.Query:
           case F.Parse:
           case F.FunctionCall:
-            if (len < STREAM_THRESHOLD) return BodyMode.Capture
-            this.textPrefix = []
-            this.textPrefixBytes = 0
-            return BodyMode.Stream
-          default:
-            return BodyMode.Capture
+            if (len >= STREAM_THRESHOLD) {
+              this.textPrefix = []
+              this.textPrefixBytes = 0
+              mode = BodyMode.Stream
+            }
+            break
         }
+        // Streamed messages are forwarded as they arrive: their header goes first.
+        if (mode === BodyMode.Stream) out.add(frameHeader(type, len))
+        return mode
       },
-      message: (type, body) => {
-        switch (type) {
-          case F.Query:
-            t.query(decodeQuery(body).text, false)
-            return
-          case F.Parse: {
-            const p = decodeParse(body)
-            t.parse(p.name, p.text, false)
-            return
-          }
-          case F.Bind:
-            recordBind(decodeBind(body, maxParam))
-            return
-          case F.Execute:
-            t.execute(decodeExecute(body).portal)
-            return
-          case F.Describe:
-            t.describe(decodeDescribe(body).target)
-            return
-          case F.Close: {
-            const c = decodeClose(body)
-            t.close(c.target, c.name)
-            return
-          }
-          case F.Sync:
-            t.sync()
-            return
-          case F.FunctionCall: {
-            const f = decodeFunctionCall(body, maxParam)
-            t.functionCall(f.functionOid, recordParameters(f.args, (i) => bindParamFormat({ paramFormats: f.argFormats }, i), this.opts.parameters))
-            return
-          }
-          default:
-            return // Flush, CopyFail: nothing to record
-        }
+      message: (type, body, frame) => {
+        out.add(this.observeFrontend(type, body) ?? frame ?? Buffer.concat([frameHeader(type, body.length), body]))
       },
       piece: (type, piece) => {
+        out.add(piece)
         if (type === F.Bind) {
           this.bindStream!.push(piece)
-        } else if (this.textPrefixBytes < this.opts.maxStatementBytes + 1024) {
+        } else if ((type === F.Query || type === F.Parse || type === F.FunctionCall) && this.textPrefixBytes < this.opts.maxStatementBytes + 1024) {
           // Keep only what a record can hold of a huge Query/Parse text.
           this.textPrefix.push(Buffer.from(piece.subarray(0, this.opts.maxStatementBytes + 1024 - this.textPrefixBytes)))
           this.textPrefixBytes += this.textPrefix[this.textPrefix.length - 1]!.length
@@ -237,22 +229,81 @@ export class Relay {
       },
       end: (type) => {
         if (type === F.Bind && this.bindStream) {
-          recordBind(this.bindStream.result())
+          this.recordBind(this.bindStream.result())
           this.bindStream = null
         } else if (type === F.Query || type === F.Parse || type === F.FunctionCall) {
           const prefix = Buffer.concat(this.textPrefix)
           this.textPrefix = []
           if (type === F.Query) {
-            t.query(prefixText(prefix, 0), true)
+            t.query(prefixText(prefix, 0), true, null)
           } else if (type === F.Parse) {
             const nameEnd = prefix.indexOf(0)
-            t.parse(prefix.toString('utf8', 0, Math.max(nameEnd, 0)), prefixText(prefix, nameEnd + 1), true)
+            t.parse(prefix.toString('utf8', 0, Math.max(nameEnd, 0)), prefixText(prefix, nameEnd + 1), true, null)
           } else {
             t.functionCall(prefix.length >= 4 ? prefix.readUInt32BE(0) : 0, null)
           }
         }
       },
     }
+  }
+
+  /**
+   * Observe one complete frontend message; returns a replacement to forward
+   * instead of it (a refused statement), or null to forward it unchanged.
+   */
+  private observeFrontend(type: number, body: Buffer): Buffer | null {
+    const t = this.tracker
+    switch (type) {
+      case F.Query: {
+        const text = decodeQuery(body).text
+        const denial = firstDenial(splitStatements(text))
+        t.query(text, false, denial)
+        return denial ? serialize.query(denialStatement(denial)) : null
+      }
+      case F.Parse: {
+        const p = decodeParse(body)
+        const denial = firstDenial(splitStatements(p.text).slice(0, 1))
+        t.parse(p.name, p.text, false, denial)
+        if (!denial) {
+          this.deniedStatements.delete(p.name)
+          return null
+        }
+        // The server parses a statement that raises the refusal when executed, so its
+        // transaction state ends up exactly as the client is told; the real text never goes upstream.
+        this.deniedStatements.add(p.name)
+        return serialize.parse({ name: p.name, text: denialStatement(denial), types: [] })
+      }
+      case F.Bind: {
+        const b = decodeBind(body, this.opts.maxParameterBytes)
+        this.recordBind(b)
+        return this.deniedStatements.has(b.statement) ? serialize.bind({ portal: b.portal, statement: b.statement, values: [] }) : null
+      }
+      case F.Execute:
+        t.execute(decodeExecute(body).portal)
+        return null
+      case F.Describe:
+        t.describe(decodeDescribe(body).target)
+        return null
+      case F.Close: {
+        const c = decodeClose(body)
+        t.close(c.target, c.name)
+        return null
+      }
+      case F.Sync:
+        t.sync()
+        return null
+      case F.FunctionCall: {
+        const f = decodeFunctionCall(body, this.opts.maxParameterBytes)
+        t.functionCall(f.functionOid, recordParameters(f.args, (i) => bindParamFormat({ paramFormats: f.argFormats }, i), this.opts.parameters))
+        return null
+      }
+      default:
+        return null // Flush, CopyFail, Terminate: nothing to record
+    }
+  }
+
+  private recordBind(b: DecodedBind): void {
+    this.tracker.bind(b.portal, b.statement, recordParameters(b.params, (i) => bindParamFormat(b, i), this.opts.parameters))
   }
 
   private backendHandler(): MessageHandler {
@@ -267,6 +318,56 @@ export class Relay {
       piece: () => undefined,
       end: (type) => t.backend(type, null),
     }
+  }
+}
+
+function frameHeader(type: number, bodyLength: number): Buffer {
+  const h = Buffer.allocUnsafe(5)
+  h[0] = type
+  h.writeInt32BE(bodyLength + 4, 1)
+  return h
+}
+
+/** The first statement a client may not run, as the reason it may not. */
+function firstDenial(statements: readonly SplitStatement[]): string | null {
+  for (const s of statements) {
+    const why = reservedSettingViolation(s)
+    if (why) return why
+  }
+  return null
+}
+
+/**
+ * What goes upstream instead of a refused statement: a DO block raising the
+ * refusal (SQLSTATE 42501), so the client gets the error from the server in
+ * protocol order and the server's transaction fails exactly as PostgreSQL's
+ * own refusal would make it.
+ */
+export function denialStatement(reason: string): string {
+  const msg = `pgwitness: ${reason}`.replace(/'/g, "''").replace(/\$/g, '')
+  return `DO $pgw$BEGIN RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = '${msg}'; END$pgw$`
+}
+
+/**
+ * Buffers to forward, merging a message that directly follows the previous
+ * one in the same chunk, so an unaltered chunk is forwarded as one write.
+ */
+class OutputRun {
+  private bufs: Buffer[] = []
+
+  add(b: Buffer): void {
+    const last = this.bufs[this.bufs.length - 1]
+    if (last && last.buffer === b.buffer && last.byteOffset + last.length === b.byteOffset) {
+      this.bufs[this.bufs.length - 1] = Buffer.from(last.buffer, last.byteOffset, last.length + b.length)
+    } else {
+      this.bufs.push(b)
+    }
+  }
+
+  take(): Buffer[] {
+    const b = this.bufs
+    this.bufs = []
+    return b
   }
 }
 

@@ -51,6 +51,8 @@ interface Prepared {
   text: string
   truncated: boolean
   split: SplitStatement
+  /** Why the proxy refused this statement (it was replaced upstream by a refusal), or null. */
+  denial: string | null
 }
 
 interface Portal {
@@ -73,7 +75,7 @@ interface Open {
 }
 
 type Expect =
-  | { kind: 'query'; statements: readonly SplitStatement[]; text: string; truncated: boolean; index: number; current: Open | null; failed: boolean }
+  | { kind: 'query'; statements: readonly SplitStatement[]; text: string; truncated: boolean; index: number; current: Open | null; failed: boolean; denial: string | null }
   | { kind: 'parse'; stmt: Prepared; sentAt: number }
   | { kind: 'bind'; portal: Portal; sentAt: number }
   | { kind: 'execute'; portal: Portal; open: Open }
@@ -116,19 +118,20 @@ export class StatementTracker {
 
   // ---- frontend -------------------------------------------------------
 
-  query(text: string, truncated: boolean): void {
+  /** A simple Query; `denial` when the proxy refused it (a refusal went upstream instead). */
+  query(text: string, truncated: boolean, denial: string | null = null): void {
     const statements = truncated
       ? [unparsedStatement(text)]
       : splitStatements(text)
-    this.push({ kind: 'query', statements, text, truncated, index: 0, current: null, failed: false })
+    this.push({ kind: 'query', statements, text, truncated, index: 0, current: null, failed: false, denial })
     this.startQueryStatement(this.expect[this.expect.length - 1] as Extract<Expect, { kind: 'query' }>, nowMicros())
   }
 
-  parse(name: string, text: string, truncated: boolean): void {
+  parse(name: string, text: string, truncated: boolean, denial: string | null = null): void {
     const split: SplitStatement = truncated
       ? unparsedStatement(text)
       : splitStatements(text)[0]!
-    const stmt: Prepared = { name, text, truncated, split }
+    const stmt: Prepared = { name, text, truncated, split, denial }
     this.prepared.set(name, stmt)
     this.push({ kind: 'parse', stmt, sentAt: nowMicros() })
   }
@@ -136,7 +139,7 @@ export class StatementTracker {
   bind(portalName: string, statementName: string, parameters: StatementInfo['parameters']): void {
     const stmt = this.prepared.get(statementName) ?? {
       // Prepared before we saw it (cannot happen through us) or never: the server will refuse the Bind.
-      name: statementName, text: '', truncated: false, split: UNKNOWN_STATEMENT,
+      name: statementName, text: '', truncated: false, split: UNKNOWN_STATEMENT, denial: null,
     }
     this.finishSuspended(this.portals.get(portalName))
     const portal: Portal = { name: portalName, stmt, parameters, open: null, suspended: false }
@@ -147,7 +150,7 @@ export class StatementTracker {
   execute(portalName: string): void {
     const portal = this.portals.get(portalName) ?? {
       name: portalName,
-      stmt: { name: '', text: '', truncated: false, split: UNKNOWN_STATEMENT },
+      stmt: { name: '', text: '', truncated: false, split: UNKNOWN_STATEMENT, denial: null },
       parameters: null,
       open: null,
       suspended: false,
@@ -234,18 +237,26 @@ export class StatementTracker {
   }
 
   /** An ErrorResponse from the server (already decoded by the caller). */
-  error(err: BackendError): void {
+  error(serverError: BackendError): void {
     const e = this.peek()
     if (!e) return // asynchronous error (e.g. FATAL on shutdown): not about a statement
     const now = nowMicros()
+    const denial = denialOf(e)
+    // For a refused statement the server only ran our refusal: record the refusal itself.
+    const err = denial ? { code: '42501', message: `pgwitness: ${denial}` } : serverError
     switch (e.kind) {
       case 'query':
-        if (e.current) this.emit(e.current, statusOf(err), null, err, now)
+        if (denial) {
+          // None of the string ran: every statement of it was refused.
+          for (const st of e.statements) {
+            this.emit(this.openStatement('simple', st, e.truncated, { parameters: null, preparedName: null, portal: null }, e.current?.base.startedAtUs ?? now), 'denied', null, err, now)
+          }
+        } else if (e.current) this.emit(e.current, statusOf(err), null, err, now)
         e.current = null
         e.failed = true
         return // the rest of the string is skipped; ReadyForQuery ends it
       case 'execute':
-        this.emit(e.open, statusOf(err), null, err, now)
+        this.emit(e.open, denial ? 'denied' : statusOf(err), null, err, now)
         this.closePortalStatement(e)
         break
       case 'function':
@@ -254,14 +265,14 @@ export class StatementTracker {
       case 'parse': {
         // The statement was refused before it could run (e.g. a syntax error): still a statement attempt.
         const open = this.openStatement('extended', e.stmt.split, e.stmt.truncated, { parameters: null, preparedName: e.stmt.name, portal: null }, e.sentAt)
-        this.emit(open, statusOf(err), null, err, now)
+        this.emit(open, denial ? 'denied' : statusOf(err), null, err, now)
         break
       }
       case 'bind': {
         const open = this.openStatement('extended', e.portal.stmt.split, e.portal.stmt.truncated, {
           parameters: e.portal.parameters, preparedName: e.portal.stmt.name, portal: e.portal.name,
         }, e.sentAt)
-        this.emit(open, statusOf(err), null, err, now)
+        this.emit(open, denial ? 'denied' : statusOf(err), null, err, now)
         break
       }
       case 'sync': {
@@ -269,7 +280,7 @@ export class StatementTracker {
         // transaction's statements were rolled back, and that is a recordable outcome.
         const open = this.openStatement('extended', IMPLICIT_COMMIT, false, { parameters: null, preparedName: null, portal: null }, now)
         open.base.text = null
-        this.emit(open, statusOf(err), null, err, now)
+        this.emit(open, denial ? 'denied' : statusOf(err), null, err, now)
         return // ReadyForQuery follows
       }
       default:
@@ -425,6 +436,20 @@ function rowsOf(tag: string | null, counted: number, status: OutcomeStatus): num
   const fromTag = tag === null ? null : rowsOfTag(tag)
   if (fromTag !== null) return Math.max(fromTag, counted)
   return status === 'ok' && counted > 0 ? counted : null
+}
+
+function denialOf(e: Expect): string | null {
+  switch (e.kind) {
+    case 'query':
+      return e.denial
+    case 'execute':
+    case 'bind':
+      return e.portal.stmt.denial
+    case 'parse':
+      return e.stmt.denial
+    default:
+      return null
+  }
 }
 
 function statusOf(err: BackendError): OutcomeStatus {

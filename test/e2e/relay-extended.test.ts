@@ -158,7 +158,7 @@ t.test('Describe and Flush in between; named portal; Close statement and portal'
   t.same(shape(run), ['dataRow×3', 'commandComplete(SELECT 3)', 'readyForQuery(I)'])
   t.same(run.filter((m) => m.name === 'dataRow').map((m) => m.fields), [['1', 'L'], ['2', 'L'], ['3', 'L']])
   // A statement with no result columns: Describe answers NoData.
-  w.send(serialize.parse({ name: 's2', text: 'set application_name = default' }), serialize.describe({ type: 'S', name: 's2' }),
+  w.send(serialize.parse({ name: 's2', text: 'set work_mem = default' }), serialize.describe({ type: 'S', name: 's2' }),
     serialize.bind({ statement: 's2' }), serialize.execute({}), serialize.sync())
   t.same(shape(await w.untilReady()), ['parseComplete', 'parameterDescription', 'noData', 'bindComplete', 'commandComplete(SET)', 'readyForQuery(I)'])
   // Close the statement, then try to use it: the server refuses the Bind.
@@ -179,7 +179,7 @@ t.test('Describe and Flush in between; named portal; Close statement and portal'
   const texts = st.map((s) => [s.statement.text, s.statement.prepared_name, s.statement.portal, s.outcome.status, s.outcome.sqlstate])
   t.same(texts.slice(0, 2), [
     ['select g, $1::text as label from generate_series(1, 3) g', 's1', 'p1', 'ok', null],
-    ['set application_name = default', 's2', '', 'ok', null],
+    ['set work_mem = default', 's2', '', 'ok', null],
   ])
   t.match(st[0]!, { statement: { parameters: [{ format: 'text', value: 'L' }] }, outcome: { rows: 3, command_tag: 'SELECT 3' } })
   t.match(st[1]!, { statement: { command: 'SET' }, outcome: { command_tag: 'SET' } })
