@@ -36,7 +36,7 @@ export class ProxyServer {
     const ctx: ProxyContext = {
       config,
       proxy,
-      verifier: new TokenVerifier(config.identity.jwt),
+      verifier: new TokenVerifier(config.identity.jwt, { log }),
       audit,
       log,
       cancels: new CancelRegistry(),
@@ -102,6 +102,7 @@ export class ProxyServer {
       this.audit.append(proxyLifecycleRecord('proxy.stop', this.ctx.proxy, {
         configSha256: this.ctx.config.sha256, listen: this.listenAddress, checkpointKeyId: null,
       }))
+      this.ctx.verifier.close()
       await this.audit.close()
     })()
     return this.stopping
@@ -109,7 +110,7 @@ export class ProxyServer {
 }
 
 export function secureContextFor(t: TlsConfig): tls.SecureContext {
-  return tls.createSecureContext({ cert: t.cert, key: t.key, minVersion: 'TLSv1.2' })
+  return tls.createSecureContext({ cert: t.cert, key: t.key, minVersion: 'TLSv1.2', ...(t.clientCa ? { ca: t.clientCa } : {}) })
 }
 
 async function openAuditSink(config: PgwitnessConfig, log: Logger): Promise<AuditSink> {

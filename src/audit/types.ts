@@ -123,6 +123,7 @@ export type AuthFailureReason =
   | 'token_missing'
   | 'cert_untrusted'
   | 'cert_expired'
+  | 'token_not_bound'
   | 'tls_required'
   | 'policy_no_match'
   | 'role_not_allowed'

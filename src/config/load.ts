@@ -21,12 +21,12 @@ import { parseIdentity } from './parse-identity.js'
 import { parsePolicy } from './parse-policy.js'
 import { parseUpstream } from './parse-upstream.js'
 import { given, type Mapping, Reader } from './reader.js'
-import type { LimitsConfig, LogConfig, MetricsConfig, PgwitnessConfig, TlsConfig } from './types.js'
+import type { LimitsConfig, LogConfig, MetricsConfig, PgwitnessConfig, SessionLifetimeConfig, TlsConfig } from './types.js'
 
 export { ConfigError } from './errors.js'
 
 const TOP_KEYS = [
-  'instance', 'dev', 'listen', 'tls', 'identity', 'upstream', 'policy', 'audit', 'limits', 'metrics', 'log',
+  'instance', 'dev', 'listen', 'tls', 'identity', 'upstream', 'policy', 'session', 'audit', 'limits', 'metrics', 'log',
 ]
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const
 
@@ -73,6 +73,7 @@ function build(text: string, opts: ParseOptions, hash: string): PgwitnessConfig 
   const identity = parseIdentity(r, m.identity)
   const upstream = parseUpstream(r, m.upstream)
   const policy = parsePolicy(r, m.policy, identity)
+  const session = parseSession(r, m.session)
   const audit = parseAudit(r, m.audit)
   const limits = parseLimits(r, m.limits)
   const metrics = parseMetrics(r, m.metrics)
@@ -80,7 +81,7 @@ function build(text: string, opts: ParseOptions, hash: string): PgwitnessConfig 
   const instance = given(m, 'instance') ? r.string(m.instance, ['instance']) : hostname()
   const dev = r.bool(m.dev, ['dev'], false)
 
-  return { source, sha256: hash, instance, dev, listen, tls, identity, upstream, policy, audit, limits, metrics, log }
+  return { source, sha256: hash, instance, dev, listen, tls, identity, upstream, policy, session, audit, limits, metrics, log }
 }
 
 function parseYaml(text: string, fileKey: string): unknown {
@@ -125,6 +126,18 @@ function parseTls(r: Reader, v: unknown): TlsConfig {
   }
   const allowPlaintextLoopback = r.bool(m.allow_plaintext_loopback, [...path, 'allow_plaintext_loopback'], false)
   return { cert, key, certPath, keyPath, clientCa, clientCaPath, allowPlaintextLoopback }
+}
+
+/** `session:` — how long a governed session may live relative to its token. */
+function parseSession(r: Reader, v: unknown): SessionLifetimeConfig {
+  const path = ['session']
+  const m = v === null || v === undefined ? {} : r.mapping(v, path, ['outlive_token', 'max_duration'])
+  const outliveToken = r.bool(m.outlive_token, [...path, 'outlive_token'], false)
+  const maxDurationMs = given(m, 'max_duration') ? r.duration(m.max_duration, [...path, 'max_duration'], 0, 1000, 366 * 24 * 3600_000) : null
+  if (outliveToken && maxDurationMs === null) {
+    fail([...path, 'max_duration'], 'is required when outlive_token is true (sessions must end some time)')
+  }
+  return { outliveToken, maxDurationMs }
 }
 
 function parseLimits(r: Reader, v: unknown): LimitsConfig {

@@ -1,7 +1,7 @@
 /** `identity:` — trusted JWT issuers and the mTLS identity source. */
 import { fail, formatPath, type KeyPath } from './errors.js'
 import { given, type Reader } from './reader.js'
-import type { IdentityConfig, JwtIssuerConfig } from './types.js'
+import type { IdentityConfig, JwksFetchConfig, JwtIssuerConfig } from './types.js'
 
 export const ASYMMETRIC_ALGORITHMS = [
   'RS256', 'RS384', 'RS512',
@@ -15,7 +15,11 @@ export const DEFAULT_ALGORITHMS = ['RS256', 'ES256', 'EdDSA']
 const ISSUER_KEYS = [
   'issuer', 'audience', 'jwks_file', 'jwks_url', 'algorithms',
   'subject_claim', 'record_claims', 'clock_skew_seconds',
+  'jwks_ca', 'jwks_timeout', 'jwks_refresh', 'jwks_min_refresh_interval', 'jwks_key_grace',
 ]
+
+/** Keys that only mean something with `jwks_url`. */
+const JWKS_URL_KEYS = ['jwks_ca', 'jwks_timeout', 'jwks_refresh', 'jwks_min_refresh_interval', 'jwks_key_grace']
 
 export function parseIdentity(r: Reader, v: unknown): IdentityConfig {
   const path = ['identity']
@@ -61,11 +65,15 @@ function parseIssuer(r: Reader, v: unknown, path: KeyPath): JwtIssuerConfig {
   }
   let jwksFile: string | null = null
   let jwksUrl: string | null = null
+  let jwksFetch: JwksFetchConfig | null = null
   if (hasFile) {
     jwksFile = r.path(m.jwks_file, [...path, 'jwks_file'])
     checkJwksFile(r, jwksFile, [...path, 'jwks_file'])
+    const stray = JWKS_URL_KEYS.find((k) => given(m, k))
+    if (stray !== undefined) fail([...path, stray], 'applies only with jwks_url (a jwks_file is read from disk)')
   } else {
     jwksUrl = parseJwksUrl(r, m.jwks_url, [...path, 'jwks_url'])
+    jwksFetch = parseJwksFetch(r, m, path)
   }
 
   let algorithms = DEFAULT_ALGORITHMS.slice()
@@ -82,7 +90,30 @@ function parseIssuer(r: Reader, v: unknown, path: KeyPath): JwtIssuerConfig {
   const recordClaims = given(m, 'record_claims') ? r.stringList(m.record_claims, [...path, 'record_claims'], false) : []
   const clockSkewSeconds = r.int(m.clock_skew_seconds, [...path, 'clock_skew_seconds'], 30, 0, 60)
 
-  return { issuer, audience, jwksFile, jwksUrl, algorithms, subjectClaim, recordClaims, clockSkewSeconds }
+  const cfg: JwtIssuerConfig = { issuer, audience, jwksFile, jwksUrl, algorithms, subjectClaim, recordClaims, clockSkewSeconds }
+  if (jwksFetch !== null) cfg.jwksFetch = jwksFetch
+  return cfg
+}
+
+const SECOND = 1000
+const MINUTE = 60 * SECOND
+const HOUR = 60 * MINUTE
+
+function parseJwksFetch(r: Reader, m: Record<string, unknown>, path: KeyPath): JwksFetchConfig {
+  let ca: string | null = null
+  let caPath: string | null = null
+  if (given(m, 'jwks_ca')) {
+    caPath = r.path(m.jwks_ca, [...path, 'jwks_ca'])
+    ca = r.readPem(caPath, [...path, 'jwks_ca'], 'CERTIFICATE')
+  }
+  return {
+    ca,
+    caPath,
+    timeoutMs: r.duration(m.jwks_timeout, [...path, 'jwks_timeout'], 5 * SECOND, 100, MINUTE),
+    refreshMs: r.duration(m.jwks_refresh, [...path, 'jwks_refresh'], 5 * MINUTE, SECOND, 24 * HOUR),
+    minRefreshIntervalMs: r.duration(m.jwks_min_refresh_interval, [...path, 'jwks_min_refresh_interval'], 10 * SECOND, 100, HOUR),
+    keyGraceMs: r.duration(m.jwks_key_grace, [...path, 'jwks_key_grace'], HOUR, 0, 7 * 24 * HOUR),
+  }
 }
 
 function parseAlgorithm(r: Reader, v: unknown, path: KeyPath): string {

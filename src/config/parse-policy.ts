@@ -4,10 +4,10 @@ import { given, type Reader } from './reader.js'
 import type { IdentityConfig, IdentityMethod, PolicyMatch, PolicyRule } from './types.js'
 
 const METHODS = ['jwt', 'mtls', 'jwt+mtls'] as const
-const RULE_KEYS = ['name', 'match', 'roles', 'databases']
+const RULE_KEYS = ['name', 'match', 'roles', 'databases', 'require_token_binding']
 /** Rule keys from the design that later versions will implement. */
-const RULE_LATER = ['require_token_binding', 'statements']
-const MATCH_KEYS = ['method', 'issuer', 'subject', 'claims']
+const RULE_LATER = ['statements']
+const MATCH_KEYS = ['method', 'issuer', 'subject', 'claims', 'cert_sha256']
 
 /** An empty or absent policy is valid: every connection is denied. */
 export function parsePolicy(r: Reader, v: unknown, identity: IdentityConfig): PolicyRule[] {
@@ -38,7 +38,11 @@ function parseRule(r: Reader, v: unknown, path: KeyPath, issuers: Set<string>): 
   const roles = r.stringList(m.roles, [...path, 'roles'], true)
   if (!given(m, 'databases')) fail([...path, 'databases'], 'is required (a non-empty list of databases, or ["*"])')
   const databases = r.stringList(m.databases, [...path, 'databases'], true)
-  return { name, match, roles, databases }
+  const requireTokenBinding = r.bool(m.require_token_binding, [...path, 'require_token_binding'], false)
+  if (requireTokenBinding && match.method !== 'jwt+mtls') {
+    fail([...path, 'require_token_binding'], 'needs match.method jwt+mtls (a token bound to a client certificate needs both)')
+  }
+  return { name, match, roles, databases, requireTokenBinding }
 }
 
 function parseMatch(r: Reader, v: unknown, path: KeyPath, issuers: Set<string>): PolicyMatch {
@@ -67,5 +71,11 @@ function parseMatch(r: Reader, v: unknown, path: KeyPath, issuers: Set<string>):
       else fail(cp, `must be a string, number or boolean (got ${typeName(value)})`)
     }
   }
-  return { method, issuer, subject, claims }
+  let certSha256: string | null = null
+  if (given(m, 'cert_sha256')) {
+    certSha256 = r.string(m.cert_sha256, [...path, 'cert_sha256']).toLowerCase().replace(/:/g, '')
+    if (!/^[0-9a-f]{64}$/.test(certSha256)) fail([...path, 'cert_sha256'], 'must be a SHA-256 fingerprint (64 hex digits, colons allowed)')
+    if (method === 'jwt') fail([...path, 'cert_sha256'], 'a certificate fingerprint needs method mtls or jwt+mtls')
+  }
+  return { method, issuer, subject, claims, certSha256 }
 }

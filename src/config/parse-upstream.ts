@@ -1,7 +1,7 @@
 /** `upstream:` — the PostgreSQL server and the credentials the proxy uses there. */
-import { fail } from './errors.js'
-import { given, type Reader } from './reader.js'
-import type { UpstreamConfig, UpstreamRoleCredentials, UpstreamTlsMode } from './types.js'
+import { fail, formatPath, type KeyPath } from './errors.js'
+import { given, type Mapping, type Reader } from './reader.js'
+import type { UpstreamClientCert, UpstreamConfig, UpstreamRoleCredentials, UpstreamTlsMode } from './types.js'
 import { isLoopbackHost } from './units.js'
 
 const TLS_MODES = ['disable', 'require', 'verify-full'] as const
@@ -34,14 +34,46 @@ export function parseUpstream(r: Reader, v: unknown): UpstreamConfig {
     for (const [role, spec] of r.entries(m.roles, [...path, 'roles'])) {
       const rolePath = [...path, 'roles', role]
       if (role === '') fail(rolePath, 'a role name must not be empty')
-      // `ROLE:` or `ROLE: {}` => no password (the upstream trusts the proxy).
-      const rm = spec === null || spec === undefined ? {} : r.mapping(spec, rolePath, ['password'])
+      // `ROLE:` or `ROLE: {}` => no credential (the upstream trusts the proxy);
+      // `{ password }` => SCRAM / md5 / cleartext; `{ cert, key }` => the proxy
+      // presents this client certificate over TLS (PostgreSQL `cert` auth).
+      const rm = spec === null || spec === undefined ? {} : r.mapping(spec, rolePath, ['password', 'cert', 'key'])
       const password = given(rm, 'password') ? r.string(rm.password, [...rolePath, 'password'], false) : null
-      roles[role] = { password }
+      const clientCert = parseRoleCert(r, rm, rolePath, password !== null)
+      roles[role] = clientCert ? { password, clientCert } : { password }
+    }
+  }
+
+  // A client certificate is only ever presented inside TLS.
+  if (mode === 'disable') {
+    const withCert = Object.keys(roles).find((role) => roles[role]!.clientCert)
+    if (withCert !== undefined) {
+      fail(
+        [...tlsPath, 'mode'],
+        `must be require or verify-full: ${formatPath([...path, 'roles', withCert, 'cert'])} is a client certificate, ` +
+          `which is only presented over TLS (the mode is disable${given(t, 'mode') ? '' : ', the default for a loopback host'})`,
+      )
     }
   }
 
   const connectTimeoutMs = r.duration(m.connect_timeout, [...path, 'connect_timeout'], 5000, 1, 600_000)
 
   return { host, port, tls: { mode, ca, servername }, roles, connectTimeoutMs }
+}
+
+/** `cert` + `key` of one upstream role (both or neither; not with a password). */
+function parseRoleCert(r: Reader, rm: Mapping, rolePath: KeyPath, hasPassword: boolean): UpstreamClientCert | undefined {
+  const hasCert = given(rm, 'cert')
+  const hasKey = given(rm, 'key')
+  if (!hasCert && !hasKey) return undefined
+  if (!hasKey) fail([...rolePath, 'key'], 'is required with cert (the PEM private key of the client certificate)')
+  if (!hasCert) fail([...rolePath, 'cert'], 'is required with key (the PEM client certificate, whose CN PostgreSQL maps to the role)')
+  if (hasPassword) {
+    fail([...rolePath, 'password'], 'cannot be combined with cert and key: a role uses either a password or a client certificate')
+  }
+  const certPath = r.path(rm.cert, [...rolePath, 'cert'])
+  const cert = r.readPem(certPath, [...rolePath, 'cert'], 'CERTIFICATE')
+  const keyPath = r.path(rm.key, [...rolePath, 'key'])
+  const key = r.readPem(keyPath, [...rolePath, 'key'], 'PRIVATE KEY')
+  return { cert, key, certPath, keyPath }
 }

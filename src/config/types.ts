@@ -45,6 +45,23 @@ export interface JwtIssuerConfig {
   recordClaims: string[]
   /** Allowed clock skew for exp/nbf, seconds (0..60, default 30). */
   clockSkewSeconds: number
+  /** How the key set is fetched; set (by the loader) only with jwksUrl. Missing = defaults. */
+  jwksFetch?: JwksFetchConfig
+}
+
+/** `jwks_ca`, `jwks_timeout`, `jwks_refresh`, `jwks_min_refresh_interval`, `jwks_key_grace`. */
+export interface JwksFetchConfig {
+  /** PEM bundle trusted for the JWKS endpoint instead of the system roots; null = system roots. */
+  ca: string | null
+  caPath: string | null
+  /** Whole-fetch timeout (default 5 s). */
+  timeoutMs: number
+  /** Background refresh period (default 5 min). */
+  refreshMs: number
+  /** On-demand refreshes (unknown kid) at most this often (default 10 s). */
+  minRefreshIntervalMs: number
+  /** Keys the issuer stops publishing stay trusted this long (default 1 h). */
+  keyGraceMs: number
 }
 
 export interface IdentityConfig {
@@ -53,8 +70,21 @@ export interface IdentityConfig {
 }
 
 export interface UpstreamRoleCredentials {
-  /** Password for SCRAM-SHA-256 / md5 / cleartext; null = none (trust). */
+  /** Password for SCRAM-SHA-256 / md5 / cleartext; null = none (trust, or cert). */
   password: string | null
+  /**
+   * Client certificate the proxy presents over TLS for this role (PostgreSQL
+   * `cert` authentication maps its CN to the role); absent = none. Never
+   * combined with a password. PEM contents, plus the paths for messages.
+   */
+  clientCert?: UpstreamClientCert
+}
+
+export interface UpstreamClientCert {
+  cert: string
+  key: string
+  certPath: string
+  keyPath: string
 }
 
 export interface UpstreamConfig {
@@ -79,6 +109,8 @@ export interface PolicyMatch {
   subject: string | null
   /** Claim equality; on an array claim, "contains". Dotted paths allowed. */
   claims: Record<string, string | number | boolean>
+  /** Client certificate SHA-256 fingerprint (lowercase hex), for pinning one certificate. */
+  certSha256: string | null
 }
 
 export interface PolicyRule {
@@ -88,6 +120,15 @@ export interface PolicyRule {
   roles: string[]
   /** Allowed databases; "*" allows any requested database. */
   databases: string[]
+  /** The token must be bound to the client certificate (RFC 8705 cnf.x5t#S256). */
+  requireTokenBinding: boolean
+}
+
+export interface SessionLifetimeConfig {
+  /** False (default): a session ends when its token expires. True: it may outlive it up to maxDurationMs. */
+  outliveToken: boolean
+  /** Longest a session may last (ms); null = no limit beyond the token's. */
+  maxDurationMs: number | null
 }
 
 export interface AuditSinkConfig {
@@ -147,6 +188,7 @@ export interface PgwitnessConfig {
   identity: IdentityConfig
   upstream: UpstreamConfig
   policy: PolicyRule[]
+  session: SessionLifetimeConfig
   audit: AuditConfig
   limits: LimitsConfig
   metrics: MetricsConfig

@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs'
 import {
   createLocalJWKSet,
-  createRemoteJWKSet,
   decodeJwt,
   decodeProtectedHeader,
   errors as joseErrors,
@@ -12,6 +11,8 @@ import {
 import type { JwtIssuerConfig } from '../config/types.js'
 import { IdentityError, type WorkloadIdentity } from './identity.js'
 import { getClaim, selectClaims } from './claims.js'
+import { publicSigningKeys } from './jwks-fetch.js'
+import { JwksKeySource, JwksNoKeyError, type JwksLog, type JwksStats } from './jwks.js'
 
 /** A compact JWS: three base64url parts. Anything else is not a token. */
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/
@@ -19,6 +20,13 @@ const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/
 interface TrustedIssuer {
   config: JwtIssuerConfig
   keys: JWTVerifyGetKey
+  /** For jwks_url issuers. */
+  source: JwksKeySource | null
+}
+
+export interface TokenVerifierOptions {
+  /** Where JWKS fetch failures and key rotations are logged. */
+  log?: JwksLog | null
 }
 
 /**
@@ -33,10 +41,23 @@ interface TrustedIssuer {
 export class TokenVerifier {
   private readonly issuers = new Map<string, TrustedIssuer>()
 
-  constructor(configs: readonly JwtIssuerConfig[]) {
+  /** Starts fetching every jwks_url key set at once (cache warm-up; failures are logged, not thrown). */
+  constructor(configs: readonly JwtIssuerConfig[], opts: TokenVerifierOptions = {}) {
     for (const config of configs) {
-      this.issuers.set(config.issuer, { config, keys: keySetFor(config) })
+      this.issuers.set(config.issuer, { config, ...keySetFor(config, opts.log ?? null) })
     }
+  }
+
+  /** Per jwks_url issuer: fetch counters and key counts (for metrics). */
+  jwksStats(): Record<string, JwksStats> {
+    const out: Record<string, JwksStats> = {}
+    for (const [iss, t] of this.issuers) if (t.source) out[iss] = t.source.stats()
+    return out
+  }
+
+  /** Stops the background JWKS refreshes. */
+  close(): void {
+    for (const t of this.issuers.values()) t.source?.close()
   }
 
   async verifyWorkloadToken(token: string): Promise<WorkloadIdentity> {
@@ -106,13 +127,25 @@ export class TokenVerifier {
   }
 }
 
-function keySetFor(cfg: JwtIssuerConfig): JWTVerifyGetKey {
+function keySetFor(cfg: JwtIssuerConfig, log: JwksLog | null): { keys: JWTVerifyGetKey; source: JwksKeySource | null } {
   if (cfg.jwksFile !== null) {
     const jwks = JSON.parse(readFileSync(cfg.jwksFile, 'utf8'))
-    return createLocalJWKSet(jwks)
+    return { keys: createLocalJWKSet({ keys: publicSigningKeys(jwks) }), source: null }
   }
   if (cfg.jwksUrl !== null) {
-    return createRemoteJWKSet(new URL(cfg.jwksUrl), { timeoutDuration: 5000, cooldownDuration: 30_000 })
+    const f = cfg.jwksFetch
+    const source = new JwksKeySource({
+      url: cfg.jwksUrl,
+      issuer: cfg.issuer,
+      ca: f?.ca ?? null,
+      timeoutMs: f?.timeoutMs,
+      refreshMs: f?.refreshMs,
+      minRefreshIntervalMs: f?.minRefreshIntervalMs,
+      keyGraceMs: f?.keyGraceMs,
+      log,
+    })
+    source.start()
+    return { keys: source.getKey, source }
   }
   throw new Error(`issuer ${cfg.issuer} has neither jwks_file nor jwks_url`)
 }
@@ -142,6 +175,9 @@ function mapJoseError(err: unknown, iss: string): IdentityError {
   }
   if (err instanceof joseErrors.JWSSignatureVerificationFailed) {
     return new IdentityError('token_signature_invalid', 'the token signature is invalid', { partial })
+  }
+  if (err instanceof JwksNoKeyError) {
+    return new IdentityError('token_signature_invalid', err.message, { partial })
   }
   if (err instanceof joseErrors.JWKSNoMatchingKey) {
     return new IdentityError('token_signature_invalid', 'no trusted key of the issuer matches the token (unknown kid or key type)', { partial })

@@ -11,7 +11,7 @@ export interface AccessRequest {
 
 export type AccessDecision =
   | { allowed: true; rule: PolicyRule }
-  | { allowed: false; reason: 'policy_no_match' | 'role_not_allowed' | 'database_not_allowed'; detail: string }
+  | { allowed: false; reason: 'policy_no_match' | 'role_not_allowed' | 'database_not_allowed' | 'token_not_bound'; detail: string }
 
 /**
  * Ordered policy evaluation: the first rule that matches the identity AND
@@ -20,16 +20,30 @@ export type AccessDecision =
  * but not the database beats one that does not grant the role, which beats no
  * matching rule at all.
  */
-export function evaluateAccess(rules: readonly PolicyRule[], identity: WorkloadIdentity, request: AccessRequest): AccessDecision {
+export function evaluateAccess(
+  rules: readonly PolicyRule[],
+  identity: WorkloadIdentity,
+  request: AccessRequest,
+  /** Whether the token is bound to the client certificate (RFC 8705), for rules that require it. */
+  tokenBound = false,
+): AccessDecision {
   let identityMatched = false
   let roleMatched = false
+  let bindingMissing = false
   for (const rule of rules) {
     if (!identityMatchesRule(rule, identity)) continue
     identityMatched = true
     if (!grants(rule.roles, request.role)) continue
     roleMatched = true
     if (!grants(rule.databases, request.database)) continue
+    if (rule.requireTokenBinding && !tokenBound) {
+      bindingMissing = true
+      continue
+    }
     return { allowed: true, rule }
+  }
+  if (bindingMissing) {
+    return { allowed: false, reason: 'token_not_bound', detail: 'the policy requires the token to be bound to the client certificate (cnf.x5t#S256)' }
   }
   if (roleMatched) {
     return { allowed: false, reason: 'database_not_allowed', detail: `policy does not allow database "${request.database}" for role "${request.role}"` }
@@ -42,7 +56,9 @@ export function evaluateAccess(rules: readonly PolicyRule[], identity: WorkloadI
 
 export function identityMatchesRule(rule: PolicyRule, identity: WorkloadIdentity): boolean {
   const m = rule.match
-  if (m.method !== null && m.method !== identity.method) return false
+  // A token presented over a verified certificate still satisfies a rule asking for a token.
+  if (m.method != null && m.method !== identity.method && !(m.method === 'jwt' && identity.method === 'jwt+mtls')) return false
+  if (m.certSha256 && m.certSha256 !== identity.certSha256) return false
   if (m.issuer !== null && m.issuer !== identity.issuer) return false
   if (m.subject !== null && !globMatches(m.subject, identity.subject)) return false
   for (const [path, expected] of Object.entries(m.claims)) {

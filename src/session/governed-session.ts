@@ -5,6 +5,8 @@ import type { Duplex } from 'node:stream'
 import type { AuthFailureReason, ConnectionInfo, IdentityInfo, SessionEndReason } from '../audit/types.js'
 import { authFailureRecord, sessionEndRecord, sessionStartRecord, statementRecord, type SessionContext } from '../audit/records.js'
 import { identityInfo, IdentityError, type WorkloadIdentity } from '../identity/identity.js'
+import { certificateIdentity, combineTokenAndCertificate, tokenIsBoundTo, verifiedClientCertificate, type ClientCertificate } from '../identity/mtls.js'
+import type { PolicyRule } from '../config/types.js'
 import { evaluateAccess } from '../policy/access.js'
 import * as msg from '../protocol/backend-messages.js'
 import { PgError, ProtocolViolation, SQLSTATE } from '../protocol/errors.js'
@@ -49,7 +51,12 @@ export class GovernedSession {
   private statements = 0
   private startedAtMs = 0
   private handshakeTimer: NodeJS.Timeout | null = null
+  private lifetimeTimer: NodeJS.Timeout | null = null
   private handshakeOver = false
+  /** The verified client certificate, if the client presented one (mTLS). */
+  private clientCert: ClientCertificate | null = null
+  /** Why a presented client certificate was not accepted (acted on after startup). */
+  private certError: IdentityError | null = null
   /** A token was sent (auth.failure method jwt) — otherwise no credential was presented (none). */
   private credentialPresented = false
   private closedPromise: Promise<void>
@@ -137,13 +144,23 @@ export class GovernedSession {
   }
 
   private upgradeToTls(): Promise<tls.TLSSocket> {
+    // With a client CA configured, certificates are requested and verified;
+    // the verdict is acted on after the StartupMessage, so a refusal is recorded with what was asked for.
+    const requestCert = this.ctx.config.tls.clientCa !== null
     return new Promise((resolve, reject) => {
-      const s = new tls.TLSSocket(this.raw, { isServer: true, secureContext: this.ctx.secureContext() })
+      const s = new tls.TLSSocket(this.raw, { isServer: true, secureContext: this.ctx.secureContext(), requestCert, rejectUnauthorized: false })
       s.on('error', ignore)
       s.once('secure', () => {
         s.off('error', reject)
         const cipher = s.getCipher()
         this.tlsInfo = { version: s.getProtocol() ?? 'unknown', cipher: cipher.standardName ?? cipher.name, client_cert_sha256: peerCertSha256(s) }
+        if (requestCert) {
+          try {
+            this.clientCert = verifiedClientCertificate(s)
+          } catch (err) {
+            this.certError = err as IdentityError
+          }
+        }
         resolve(s)
       })
       s.once('error', (e: Error) => reject(new ClientGone(`TLS handshake failed: ${e.message}`)))
@@ -163,18 +180,8 @@ export class GovernedSession {
         hint: 'Connect with sslmode=require (or verify-full).',
       })
     }
-    this.socket.write(msg.authenticationCleartextPassword())
-    const m = await reader.readMessage(cfg.limits.maxTokenBytes)
-    if (m.type !== FrontendType.Password) throw new ProtocolViolation(`expected a password message, got message type ${m.type}`)
-    const token = decodePassword(m.body)
-    this.credentialPresented = token.length > 0
-    const identity = await this.ctx.verifier.verifyWorkloadToken(token)
+    const { identity, rule } = await this.establishIdentity(reader)
     this.identity = identity
-
-    const decision = evaluateAccess(cfg.policy, identity, { role: req.user, database: req.database })
-    if (!decision.allowed) {
-      throw new HandshakeError(decision.reason, { code: SQLSTATE.invalidAuthorization, message: `access denied: ${decision.detail}` })
-    }
     if (this.handshakeOver) return
 
     const sessionId = uuidv7()
@@ -195,7 +202,7 @@ export class GovernedSession {
       proxy: this.ctx.proxy,
       connection: this.connection,
       session: { id: sessionId, started_at: rfc3339Micros(), application_name: req.applicationName },
-      identity: identityInfo(identity, decision.rule.name),
+      identity: identityInfo(identity, rule.name),
       upstream: {
         host: cfg.upstream.host,
         port: cfg.upstream.port,
@@ -229,6 +236,69 @@ export class GovernedSession {
     })
     this.ctx.log.debug({ session: sessionId, subject: identity.subject, role: req.user, database: req.database }, 'session started')
     this.relay.start(reader.detach())
+    this.scheduleLifetimeEnd(identity)
+  }
+
+  /**
+   * By default a session ends when its token expires (the token was the
+   * authorization; continuing past it would outlive the grant). Config may let
+   * it outlive the token, up to session.max_duration.
+   */
+  private scheduleLifetimeEnd(identity: WorkloadIdentity): void {
+    const lifetime = this.ctx.config.session
+    const now = Date.now()
+    let endAt: number | null = null
+    let reason: SessionEndReason = 'token_expired'
+    let message = 'the session ended because its token expired; reconnect with a fresh token'
+    if (!lifetime.outliveToken && identity.expiresAt !== null) endAt = identity.expiresAt * 1000
+    if (lifetime.maxDurationMs !== null && (endAt === null || now + lifetime.maxDurationMs < endAt)) {
+      endAt = now + lifetime.maxDurationMs
+      reason = 'policy_terminated'
+      message = 'the session reached its maximum duration (session.max_duration); reconnect to continue'
+    }
+    if (endAt === null) return
+    const arm = (): void => {
+      const wait = endAt! - Date.now()
+      // setTimeout holds at most ~24.8 days; longer waits re-arm.
+      this.lifetimeTimer = setTimeout(wait > 0x7fffffff ? arm : () => this.relay?.terminate(reason, new PgError({
+        code: SQLSTATE.invalidAuthorization, message,
+      })), Math.max(0, Math.min(wait, 0x7fffffff)))
+      this.lifetimeTimer.unref()
+    }
+    arm()
+  }
+
+  /**
+   * Who the client is and which policy rule admits it. A verified client
+   * certificate that a rule admits on its own is enough (certificate-only
+   * mode: no password prompt); otherwise the client must send a token, which
+   * is combined with its certificate when it presented one.
+   */
+  private async establishIdentity(reader: SocketReader): Promise<{ identity: WorkloadIdentity; rule: PolicyRule }> {
+    const req = this.requested!
+    const cfg = this.ctx.config
+    const request = { role: req.user, database: req.database }
+    if (this.certError) throw this.certError
+    const cert = this.clientCert
+    if (cert) {
+      const certOnly = tryCertificateIdentity(cert, cfg.identity.mtls.subject)
+      const decision = certOnly && evaluateAccess(cfg.policy, certOnly, request)
+      if (certOnly && decision?.allowed) return { identity: certOnly, rule: decision.rule }
+      this.identity = certOnly
+    }
+    this.socket.write(msg.authenticationCleartextPassword())
+    const m = await reader.readMessage(cfg.limits.maxTokenBytes)
+    if (m.type !== FrontendType.Password) throw new ProtocolViolation(`expected a password message, got message type ${m.type}`)
+    const token = decodePassword(m.body)
+    this.credentialPresented = token.length > 0
+    const fromToken = await this.ctx.verifier.verifyWorkloadToken(token)
+    const identity = cert ? combineTokenAndCertificate(fromToken, cert) : fromToken
+    this.identity = identity
+    const decision = evaluateAccess(cfg.policy, identity, request, cert !== null && tokenIsBoundTo(fromToken, cert))
+    if (!decision.allowed) {
+      throw new HandshakeError(decision.reason, { code: SQLSTATE.invalidAuthorization, message: `access denied: ${decision.detail}` })
+    }
+    return { identity, rule: decision.rule }
   }
 
   /** Forward a client's cancel to the upstream backend with the real key. */
@@ -246,6 +316,7 @@ export class GovernedSession {
 
   private ended(reason: SessionEndReason, detail: string | null): void {
     if (this.cancelId !== null) this.ctx.cancels.unregister(this.cancelId)
+    if (this.lifetimeTimer) clearTimeout(this.lifetimeTimer)
     const r = this.relay!
     this.ctx.audit.append(sessionEndRecord(this.context!, {
       reason,
@@ -281,7 +352,7 @@ export class GovernedSession {
     // A connection that closed before saying who it wants to be (a TCP probe) is not an auth attempt.
     if (failure.record && this.requested !== null) {
       this.ctx.audit.append(authFailureRecord(this.ctx.proxy, this.connection, {
-        method: this.identity?.method ?? (this.credentialPresented ? 'jwt' : 'none'),
+        method: this.credentialPresented ? (this.clientCert ? 'jwt+mtls' : 'jwt') : this.identity?.method ?? (this.clientCert || this.certError ? 'mtls' : 'none'),
         reason: failure.record.reason,
         detail: failure.record.detail,
         requested: { user: this.requested.user, database: this.requested.database, application_name: this.requested.applicationName },
@@ -306,6 +377,14 @@ function classifyFailure(err: unknown): {
   if (err instanceof ClientGone) return { tell: null, record: { reason: 'token_missing', detail: err.message, partial: null } }
   const e = new PgError({ code: SQLSTATE.internalError, message: 'internal error during authentication' })
   return { tell: e, record: { reason: 'startup_rejected', detail: `internal error: ${(err as Error)?.message ?? String(err)}`, partial: null } }
+}
+
+function tryCertificateIdentity(cert: ClientCertificate, subject: 'spiffe' | 'cn'): WorkloadIdentity | null {
+  try {
+    return certificateIdentity(cert, subject)
+  } catch {
+    return null // e.g. no SPIFFE ID: the certificate can still accompany a token
+  }
 }
 
 function isLoopback(address: string | undefined): boolean {

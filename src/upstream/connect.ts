@@ -5,7 +5,8 @@ import { Parser } from 'pg-protocol/dist/parser'
 import type { BackendMessage } from 'pg-protocol/dist/messages'
 import sasl from 'pg/lib/crypto/sasl'
 import pgCrypto from 'pg/lib/crypto/utils'
-import type { UpstreamConfig } from '../config/types.js'
+import { formatPath } from '../config/errors.js'
+import type { UpstreamClientCert, UpstreamConfig } from '../config/types.js'
 import { PgError, SQLSTATE } from '../protocol/errors.js'
 import { BodyMode, MessageStream } from '../protocol/message-stream.js'
 
@@ -25,6 +26,11 @@ export interface UpstreamLogin {
   role: string
   database: string
   password: string | null
+  /**
+   * Client certificate to present over TLS (PostgreSQL `cert` authentication);
+   * default: the one configured for the role in upstream.roles, if any.
+   */
+  clientCert?: UpstreamClientCert | null
   /** Further startup parameters (client_encoding, application_name, pgwitness.session_id, …). */
   parameters: Record<string, string>
 }
@@ -48,22 +54,42 @@ const SESSION_ID_QUERY =
 
 /**
  * Connect and authenticate to PostgreSQL as `login.role` with the proxy's own
- * credentials (SCRAM-SHA-256, md5, cleartext over TLS, or trust), then learn
- * the server's session id. Credentials never appear in errors.
+ * credentials (a client certificate over TLS, SCRAM-SHA-256, md5, cleartext
+ * over TLS, or trust), then learn the server's session id. Credentials never
+ * appear in errors.
  */
 export async function connectUpstream(cfg: UpstreamConfig, login: UpstreamLogin): Promise<UpstreamConnection> {
+  const clientCert = login.clientCert !== undefined ? login.clientCert : roleClientCert(cfg, login.role)
+  if (clientCert && cfg.tls.mode === 'disable') {
+    // The config loader refuses this; a hand-built config must not silently skip the certificate.
+    throw new UpstreamError('upstream_auth_failed', {
+      code: SQLSTATE.invalidAuthorization,
+      message: `upstream role "${login.role}" has a client certificate, but upstream.tls.mode is disable`,
+    })
+  }
   let socket: net.Socket | tls.TLSSocket | null = null
   const timer = setTimeout(() => socket?.destroy(new Error(`timed out after ${cfg.connectTimeoutMs} ms`)), cfg.connectTimeoutMs)
   try {
     socket = await openSocket(cfg, (s) => (socket = s))
     socket.setNoDelay(true)
-    if (cfg.tls.mode !== 'disable') socket = await startTls(socket, cfg)
-    const conn = await authenticate(socket, cfg, login)
+    if (cfg.tls.mode !== 'disable') socket = await startTls(socket, cfg, clientCert ? { role: login.role, cert: clientCert } : null)
+    const conn = await authenticate(socket, cfg, login, clientCert !== null)
     socket.setKeepAlive(true, 60_000)
     return conn
   } catch (err) {
     socket?.destroy()
     if (err instanceof UpstreamError) throw err
+    if (clientCert && isCertificateAlert(err)) {
+      // The server's TLS layer refused the certificate (untrusted, expired, …).
+      // With TLS 1.3 its alert arrives after the client considers the handshake
+      // done, while the startup message is under way; with TLS 1.2 during the handshake.
+      throw new UpstreamError('upstream_auth_failed', {
+        code: SQLSTATE.invalidAuthorization,
+        message:
+          `the upstream server refused the client certificate of role "${login.role}" ` +
+          `(${formatPath(['upstream', 'roles', login.role, 'cert'])}): ${tlsReason(err)}`,
+      })
+    }
     throw new UpstreamError('upstream_unavailable', {
       code: SQLSTATE.connectionRejected,
       message: `could not connect to the upstream PostgreSQL server: ${(err as Error).message}`,
@@ -86,7 +112,31 @@ function openSocket(cfg: UpstreamConfig, created: (s: net.Socket) => void): Prom
   })
 }
 
-async function startTls(socket: net.Socket | tls.TLSSocket, cfg: UpstreamConfig): Promise<tls.TLSSocket> {
+/** The client certificate configured for `role` (own keys only: the role name comes from a client). */
+function roleClientCert(cfg: UpstreamConfig, role: string): UpstreamClientCert | null {
+  return Object.prototype.hasOwnProperty.call(cfg.roles, role) ? (cfg.roles[role]!.clientCert ?? null) : null
+}
+
+/** A TLS alert by which the server refused our certificate (unknown ca, bad certificate, certificate expired, …). */
+function isCertificateAlert(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code
+  return (
+    typeof code === 'string' &&
+    /^ERR_SSL_(SSLV3|TLSV1|TLSV13)_ALERT_(UNKNOWN_CA|BAD_CERTIFICATE|UNSUPPORTED_CERTIFICATE|CERTIFICATE_[A-Z_]+|ACCESS_DENIED)$/.test(code)
+  )
+}
+
+/** OpenSSL's short reason ("tlsv1 alert unknown ca"), not its whole error line. */
+function tlsReason(err: unknown): string {
+  const reason = (err as { reason?: unknown } | null)?.reason
+  return typeof reason === 'string' && reason !== '' ? reason : (err as Error).message
+}
+
+async function startTls(
+  socket: net.Socket | tls.TLSSocket,
+  cfg: UpstreamConfig,
+  client: { role: string; cert: UpstreamClientCert } | null = null,
+): Promise<tls.TLSSocket> {
   const answer = await new Promise<number>((resolve, reject) => {
     socket.once('data', (b: Buffer) => (b.length === 1 ? resolve(b[0]!) : reject(new Error('unexpected answer to SSLRequest'))))
     socket.once('error', reject)
@@ -97,24 +147,45 @@ async function startTls(socket: net.Socket | tls.TLSSocket, cfg: UpstreamConfig)
   socket.removeAllListeners('close')
   if (answer !== 0x53 /* S */) throw new Error('the server does not support TLS, but upstream.tls.mode requires it')
   const verify = cfg.tls.mode === 'verify-full'
-  const tlsSocket = tls.connect({
-    socket,
-    servername: net.isIP(cfg.tls.servername ?? cfg.host) ? undefined : (cfg.tls.servername ?? cfg.host),
-    ca: cfg.tls.ca ?? undefined,
-    rejectUnauthorized: verify,
-    checkServerIdentity: verify
-      ? (_host, cert) => tls.checkServerIdentity(cfg.tls.servername ?? cfg.host, cert)
-      : () => undefined,
-  })
+  let tlsSocket: tls.TLSSocket
+  try {
+    tlsSocket = tls.connect({
+      socket,
+      servername: net.isIP(cfg.tls.servername ?? cfg.host) ? undefined : (cfg.tls.servername ?? cfg.host),
+      ca: cfg.tls.ca ?? undefined,
+      ...(client ? { cert: client.cert.cert, key: client.cert.key } : {}),
+      rejectUnauthorized: verify,
+      checkServerIdentity: verify
+        ? (_host, cert) => tls.checkServerIdentity(cfg.tls.servername ?? cfg.host, cert)
+        : () => undefined,
+    })
+  } catch (err) {
+    // Building the TLS context failed: an unusable certificate or key (e.g. a
+    // key that does not belong to the certificate). OpenSSL's reason names no key material.
+    if (!client) throw err
+    throw new Error(
+      `the client certificate of upstream role "${client.role}" cannot be used ` +
+        `(${formatPath(['upstream', 'roles', client.role, 'cert'])} and key): ${tlsReason(err)}`,
+    )
+  }
   await new Promise<void>((resolve, reject) => {
     tlsSocket.once('secureConnect', resolve)
-    tlsSocket.once('error', (e) => reject(new Error(`TLS to the upstream failed: ${e.message}`)))
+    tlsSocket.once('error', (e: Error & { code?: string; reason?: string }) => {
+      // Keep OpenSSL's code and reason: with TLS 1.2 the server refuses a
+      // client certificate during the handshake (see isCertificateAlert).
+      reject(Object.assign(new Error(`TLS to the upstream failed: ${e.message}`), { code: e.code, reason: e.reason }))
+    })
   })
   tlsSocket.removeAllListeners('error')
   return tlsSocket
 }
 
-function authenticate(socket: net.Socket | tls.TLSSocket, cfg: UpstreamConfig, login: UpstreamLogin): Promise<UpstreamConnection> {
+function authenticate(
+  socket: net.Socket | tls.TLSSocket,
+  cfg: UpstreamConfig,
+  login: UpstreamLogin,
+  presentedCert: boolean,
+): Promise<UpstreamConnection> {
   return new Promise((resolve, reject) => {
     const parser = new Parser()
     const parameters: Array<[string, string]> = []
@@ -135,7 +206,11 @@ function authenticate(socket: net.Socket | tls.TLSSocket, cfg: UpstreamConfig, l
       if (login.password === null) {
         throw new UpstreamError('upstream_auth_failed', {
           code: SQLSTATE.invalidPassword,
-          message: `the upstream server asks for a password for role "${login.role}", and the proxy has none configured (upstream.roles)`,
+          message: presentedCert
+            ? `the upstream server asks for a password for role "${login.role}" although the proxy presented the role's ` +
+              `client certificate (its pg_hba.conf rule for this connection is not \`hostssl … cert\`), and the proxy ` +
+              `has no password configured (upstream.roles)`
+            : `the upstream server asks for a password for role "${login.role}", and the proxy has none configured (upstream.roles)`,
         })
       }
       return login.password

@@ -245,11 +245,13 @@ log: { level: debug, format: pretty }
       issuer: 'https://idp.example.com',
       subject: 'spiffe://x/*',
       claims: { groups: 'dba', 'kubernetes.io.namespace': 'prod', level: 3, admin: true },
+      certSha256: null,
     },
     roles: ['app_rw'],
     databases: ['*'],
+    requireTokenBinding: false,
   })
-  tt.same(c.policy[1]!.match, { method: null, issuer: null, subject: null, claims: {} })
+  tt.same(c.policy[1]!.match, { method: null, issuer: null, subject: null, claims: {}, certSha256: null })
   tt.same(c.audit, {
     log: null,
     stdout: true,
@@ -363,7 +365,7 @@ t.test('features of later versions are refused clearly', async (tt) => {
   const dir = fixture(tt)
   const rule = (extra: string) =>
     BASE + `policy:\n  - name: dba\n    match: { issuer: https://idp.example.com }\n    roles: [dba]\n    databases: ["*"]\n${extra}`
-  rejects(tt, dir, rule('    require_token_binding: true\n'), 'policy[0].require_token_binding', 'not supported yet by this version')
+  rejects(tt, dir, rule('    require_token_binding: true\n'), 'policy[0].require_token_binding', 'needs match.method jwt+mtls (a token bound to a client certificate needs both)')
   rejects(tt, dir, rule('    statements: { deny: [{ class: DDL }] }\n'), 'policy[0].statements', 'not supported yet by this version')
   rejects(tt, dir, BASE + 'audit:\n  checkpoint: { key: k.jwk }\n', 'audit.checkpoint', 'not supported yet by this version')
   rejects(tt, dir, BASE + 'audit:\n  sinks: [{ type: stdout }, { type: nats, url: "nats://x" }]\n', 'audit.sinks[1].type', 'sink type nats is not supported yet by this version')
@@ -606,6 +608,8 @@ t.test('config/production.example.yaml loads when its env vars and files exist',
   write(dir, 'secrets/app_ro.password', 'ro-pass\n')
   write(dir, 'secrets/dba.password', 'dba-pass\n')
   write(dir, 'secrets/audit-hmac.key', 'a'.repeat(32) + '\n')
+  write(dir, 'tls/upstream-app_batch.crt', CERT)
+  write(dir, 'tls/upstream-app_batch.key', KEY)
   const text = readFileSync(join(repo, 'config/production.example.yaml'), 'utf8')
   withEnv({ PGW_APP_RW_PASSWORD: undefined }, () => {
     rejects(tt, dir, text, 'upstream.roles.app_rw.password', 'environment variable PGW_APP_RW_PASSWORD is not set')
@@ -622,6 +626,10 @@ t.test('config/production.example.yaml loads when its env vars and files exist',
     app_ro: { password: 'ro-pass' },
     dba: { password: 'dba-pass' },
     monitoring: { password: null },
+    app_batch: {
+      password: null,
+      clientCert: { cert: CERT, key: KEY, certPath: join(dir, 'tls/upstream-app_batch.crt'), keyPath: join(dir, 'tls/upstream-app_batch.key') },
+    },
   })
   tt.same(c.identity.jwt.map((j) => [j.issuer, j.jwksUrl !== null]), [
     ['https://login.example.com/realms/corp', true],
@@ -633,4 +641,40 @@ t.test('config/production.example.yaml loads when its env vars and files exist',
   tt.ok(c.policy.some((r) => r.match.method === 'mtls'))
   tt.same(c.metrics.listen, { host: '127.0.0.1', port: 9187 })
   tt.equal(c.source, join(dir, 'pgwitness.yaml'))
+})
+
+t.test('upstream.roles: client certificate (cert + key) for certificate authentication', async (tt) => {
+  const dir = fixture(tt)
+  write(dir, 'up/app.crt', CERT)
+  write(dir, 'up/app.key', KEY)
+  const up = (tls: string, roles: string) => BASE + `upstream:\n  host: db.internal\n  tls: ${tls}\n  roles:\n${roles}`
+  const verifyFull = '{ mode: verify-full, ca: tls/ca.crt }'
+
+  const c = parse(dir, up(verifyFull, '    app: { cert: up/app.crt, key: up/app.key }\n    pw: { password: s3cret }\n    none: {}\n'))
+  tt.same({ ...c.upstream.roles }, {
+    app: { password: null, clientCert: { cert: CERT, key: KEY, certPath: join(dir, 'up/app.crt'), keyPath: join(dir, 'up/app.key') } },
+    pw: { password: 's3cret' },
+    none: { password: null },
+  }, 'PEM contents read at load, paths resolved against the config folder')
+  tt.equal(c.upstream.roles.pw!.clientCert, undefined, 'no certificate unless configured')
+  // mode require (the default for a non-loopback host) is enough.
+  tt.ok(parse(dir, BASE + 'upstream:\n  host: db.internal\n  roles:\n    app: { cert: up/app.crt, key: up/app.key }\n').upstream.roles.app!.clientCert)
+  tt.ok(parse(dir, up('{ mode: require }', '    app: { cert: up/app.crt, key: up/app.key }\n')).upstream.roles.app!.clientCert)
+
+  rejects(tt, dir, up(verifyFull, '    app: { cert: up/app.crt }\n'), 'upstream.roles.app.key',
+    'is required with cert (the PEM private key of the client certificate)')
+  rejects(tt, dir, up(verifyFull, '    app: { key: up/app.key }\n'), 'upstream.roles.app.cert', /is required with key/)
+  rejects(tt, dir, up(verifyFull, '    app: { cert: up/app.crt, key: up/app.key, password: x }\n'), 'upstream.roles.app.password',
+    /cannot be combined with cert and key/)
+  rejects(tt, dir, up('{ mode: disable }', '    app: { cert: up/app.crt, key: up/app.key }\n'), 'upstream.tls.mode',
+    'must be require or verify-full: upstream.roles.app.cert is a client certificate, which is only presented over TLS (the mode is disable)')
+  // On a loopback host the default mode is disable: the message says so.
+  rejects(tt, dir, BASE + 'upstream:\n  host: 127.0.0.1\n  roles:\n    "my.role": { cert: up/app.crt, key: up/app.key }\n', 'upstream.tls.mode',
+    /upstream\.roles\["my\.role"\]\.cert is a client certificate, .*the default for a loopback host/)
+  rejects(tt, dir, up(verifyFull, '    app: { cert: up/nope.crt, key: up/app.key }\n'), 'upstream.roles.app.cert', /cannot read file/)
+  rejects(tt, dir, up(verifyFull, '    app: { cert: up/app.key, key: up/app.key }\n'), 'upstream.roles.app.cert', /does not contain a PEM certificate/)
+  rejects(tt, dir, up(verifyFull, '    app: { cert: up/app.crt, key: up/app.crt }\n'), 'upstream.roles.app.key', /does not contain a PEM private key/)
+  write(dir, 'up/enc.key', '-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIBdummy\n-----END ENCRYPTED PRIVATE KEY-----\n')
+  rejects(tt, dir, up(verifyFull, '    app: { cert: up/app.crt, key: up/enc.key }\n'), 'upstream.roles.app.key', /encrypted private key/)
+  rejects(tt, dir, up(verifyFull, '    app: { cert: up/app.crt, key: up/app.key, sslmode: x }\n'), 'upstream.roles.app.sslmode', /unknown key/)
 })
