@@ -357,3 +357,22 @@ t.test('the people example policy, with corporate OIDC tokens', async (tt) => {
   const eve = await v.verifyWorkloadToken(await personToken(idp, { email: 'eve@example.com', name: 'Eve Stone', groups: ['dba-readers', '/dba'] }))
   tt.equal(decide(c, eve, 'dba', 'postgres'), 'policy_no_match')
 })
+
+t.test('the Kubernetes manifest (config/k8s) carries a config that loads', async (tt) => {
+  const { parseAllDocuments } = await import('yaml')
+  const docs = parseAllDocuments(readFileSync(join(repo, 'config/k8s/pgwitness.yaml'), 'utf8')).map((d) => d.toJS())
+  const cm = docs.find((d) => d?.kind === 'ConfigMap')
+  tt.ok(cm, 'a ConfigMap holds the proxy config')
+  // Point the absolute in-cluster paths at temp files standing for the mounted secrets.
+  const dir = folder(tt, { 'tls/tls.crt': CERT, 'tls/tls.key': KEY, 'upstream-ca/ca.crt': CERT, 'sa/ca.crt': CERT })
+  const text = (cm.data['pgwitness.yaml'] as string)
+    .replaceAll('/etc/pgwitness/tls/', `${dir}/tls/`)
+    .replaceAll('/etc/pgwitness/upstream-ca/', `${dir}/upstream-ca/`)
+    .replaceAll('/var/run/secrets/kubernetes.io/serviceaccount/', `${dir}/sa/`)
+  const c = withEnv({ PGW_BILLING_RW_PASSWORD: 'x' }, () => parseConfig(text, { baseDir: dir, source: null }))
+  tt.equal(c.identity.jwt[0]!.audience[0], 'pgwitness')
+  tt.equal(c.policy[0]!.name, 'billing-api')
+  const pod = docs.find((d) => d?.kind === 'Pod')
+  const projected = pod.spec.volumes.find((v: { projected?: unknown }) => v.projected).projected.sources[0].serviceAccountToken
+  tt.equal(projected.audience, 'pgwitness', 'the client pod projects a token for audience pgwitness')
+})
