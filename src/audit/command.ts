@@ -5,6 +5,8 @@
  * therefore get no CommandComplete tag — are still named.
  */
 
+import { TAGGED_KIND_NOUNS } from './object-kinds.js'
+
 type Node = Record<string, unknown>
 
 /** Node types whose tag does not depend on their contents. */
@@ -103,18 +105,9 @@ const FIXED: Record<string, string> = {
 }
 
 /** OBJECT_* → the noun PostgreSQL uses in DROP/ALTER tags. */
-const OBJECT_NOUN: Record<string, string> = {
-  OBJECT_TABLE: 'TABLE', OBJECT_INDEX: 'INDEX', OBJECT_SEQUENCE: 'SEQUENCE', OBJECT_VIEW: 'VIEW',
-  OBJECT_MATVIEW: 'MATERIALIZED VIEW', OBJECT_FOREIGN_TABLE: 'FOREIGN TABLE', OBJECT_TYPE: 'TYPE',
-  OBJECT_DOMAIN: 'DOMAIN', OBJECT_SCHEMA: 'SCHEMA', OBJECT_FUNCTION: 'FUNCTION', OBJECT_PROCEDURE: 'PROCEDURE',
-  OBJECT_ROUTINE: 'ROUTINE', OBJECT_AGGREGATE: 'AGGREGATE', OBJECT_TRIGGER: 'TRIGGER', OBJECT_EXTENSION: 'EXTENSION',
-  OBJECT_POLICY: 'POLICY', OBJECT_RULE: 'RULE', OBJECT_PUBLICATION: 'PUBLICATION', OBJECT_COLLATION: 'COLLATION',
-  OBJECT_CONVERSION: 'CONVERSION', OBJECT_OPERATOR: 'OPERATOR', OBJECT_EVENT_TRIGGER: 'EVENT TRIGGER',
-  OBJECT_FOREIGN_SERVER: 'SERVER', OBJECT_FDW: 'FOREIGN DATA WRAPPER', OBJECT_STATISTIC_EXT: 'STATISTICS',
-  OBJECT_DATABASE: 'DATABASE', OBJECT_ROLE: 'ROLE', OBJECT_TABLESPACE: 'TABLESPACE', OBJECT_LANGUAGE: 'LANGUAGE',
-  OBJECT_CAST: 'CAST', OBJECT_ACCESS_METHOD: 'ACCESS METHOD', OBJECT_TSCONFIGURATION: 'TEXT SEARCH CONFIGURATION',
-  OBJECT_TSDICTIONARY: 'TEXT SEARCH DICTIONARY', OBJECT_TSPARSER: 'TEXT SEARCH PARSER', OBJECT_TSTEMPLATE: 'TEXT SEARCH TEMPLATE',
-}
+const OBJECT_NOUN: Record<string, string> = Object.fromEntries(
+  Object.entries(TAGGED_KIND_NOUNS).map(([kind, noun]) => [kind, noun.toUpperCase()]),
+)
 
 const TRANSACTION: Record<string, string> = {
   TRANS_STMT_BEGIN: 'BEGIN', TRANS_STMT_START: 'START TRANSACTION', TRANS_STMT_COMMIT: 'COMMIT',
@@ -135,7 +128,6 @@ export function commandOf(stmt: Node): string {
     case 'RenameStmt':
       // Renaming a column or constraint is an ALTER of the relation that has it.
       return 'ALTER ' + (OBJECT_NOUN[body.renameType as string] ?? OBJECT_NOUN[body.relationType as string] ?? 'TABLE')
-          .replace(/^(COLUMN|CONSTRAINT)$/, 'TABLE')
     case 'DropStmt':
       return 'DROP ' + (OBJECT_NOUN[body.removeType as string] ?? 'OBJECT')
     case 'AlterTableStmt':

@@ -1,5 +1,5 @@
 import { loadModule, parseSync, type ParseResult } from 'libpg-query'
-import { classifyStatement, type AuditClass, type StatementObject } from './classify.js'
+import { classifyStatement, type AuditClass, type StatementObject } from './classify/index.js'
 import { commandOf } from './command.js'
 import { mayContainPassword, redactStatement } from './redact.js'
 

@@ -163,6 +163,8 @@ export interface LimitsConfig {
   maxMessageBytes: number
   /** Largest password message (the token) accepted. */
   maxTokenBytes: number
+  /** On shutdown, how long statements in flight may run before their sessions are ended. */
+  shutdownGraceMs: number
 }
 
 export interface MetricsConfig {

@@ -141,6 +141,21 @@ t.test('mTLS: certificate-only mode, untrusted/expired/wrong-usage certificates,
     t.equal(start.identity.policy_rule, 'by-cn')
   })
 
+  await t.test('psql with a token and a client certificate (jwt+mtls)', async (t) => {
+    const bound = await f.token({ subject: 'bob', claims: { groups: ['dba'], cnf: { 'x5t#S256': x5t } } })
+    const out = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+      execFile('psql', ['-w', '-X', '-A', '-t', '-c', 'select current_user'], {
+        env: { ...f.libpqEnv(bound, { user: 'postgres', database: 'postgres' }), PGSSLCERT: pki.clientCert, PGSSLKEY: pki.clientKey, PGSSLROOTCERT: pki.caCert, PGSSLMODE: 'verify-ca' },
+      }, (err, stdout, stderr) => resolve({ code: err ? 1 : 0, stdout, stderr }))
+    })
+    t.equal(out.code, 0, out.stderr)
+    t.equal(out.stdout.trim(), 'postgres')
+    const recs = await waitForRecords(f.auditPath, (rs) => recordsOfType(rs, 'session.start').some((s) => s.identity.subject === 'bob'))
+    const start = recordsOfType(recs, 'session.start').find((s) => s.identity.subject === 'bob')!
+    t.equal(start.identity.method, 'jwt+mtls')
+    t.equal(start.identity.cert_sha256, fingerprint)
+  })
+
   await t.test('token-only clients keep working when client certificates are optional', async (t) => {
     const r = await connect({ token: await f.token() })
     t.notOk(r.error)

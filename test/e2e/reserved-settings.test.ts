@@ -1,3 +1,7 @@
+import { execFile } from 'node:child_process'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
 import t from 'tap'
 import { startFixture } from '../helpers/proxy.js'
 import { readValidAuditLog, recordsOfType, waitForRecords } from '../helpers/audit.js'
@@ -68,4 +72,32 @@ t.test('governed settings cannot be changed by the client', async (t) => {
   const serverLog = f.pg.readLog()
   t.notMatch(serverLog, 'innocent', 'a refused statement never reaches PostgreSQL')
   t.match(serverLog, 'RAISE EXCEPTION', 'the server ran the refusal instead')
+})
+
+t.test('psql and pgbench get the same refusal', async (t) => {
+  const f = await startFixture()
+  t.teardown(() => f.stop())
+  const env = f.libpqEnv(await f.token())
+  const run = (cmd: string, args: string[], extraEnv: NodeJS.ProcessEnv = {}) => new Promise<{ code: number; out: string }>((resolve) => {
+    execFile(cmd, args, { env: { ...env, ...extraEnv } }, (err, stdout, stderr) =>
+      resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, out: stdout + stderr }))
+  })
+  const psql = await run('psql', ['-X', '-v', 'ON_ERROR_STOP=1', '-c', "set application_name = 'psql-spoof'"])
+  t.not(psql.code, 0)
+  t.match(psql.out, /governed by pgwitness/)
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'pgw-pgbench-'))
+  const script = path.join(dir, 'spoof.sql')
+  writeFileSync(script, "SELECT 1;\nSET pgwitness.session_id = 'forged';\n")
+  const bench = await run('pgbench', ['-n', '-t', '2', '-c', '1', '-f', script], { PGOPTIONS: '' })
+  t.not(bench.code, 0, 'pgbench aborts its client on the refusal')
+  t.match(bench.out, /governed by pgwitness/)
+  const recs = await waitForRecords(f.auditPath, (rs) => recordsOfType(rs, 'session.end').length >= 2)
+  readValidAuditLog(f.auditPath)
+  const denied = recordsOfType(recs, 'statement').filter((r) => r.outcome.status === 'denied').map((r) => r.statement.text)
+  t.same(denied, ["set application_name = 'psql-spoof'", "SET pgwitness.session_id = 'forged'"])
+  // Every record of each session carries that session's own id.
+  for (const start of recordsOfType(recs, 'session.start')) {
+    const mine = recs.filter((r) => 'session' in r && (r as { connection: { id: string } }).connection.id === start.connection!.id)
+    t.ok(mine.every((r) => (r as { session: { id: string } }).session.id === start.session.id))
+  }
 })

@@ -135,7 +135,7 @@ t.test('minimal config: every default', async (tt) => {
     maxParameterBytes: 4096,
     enabled: true,
   })
-  tt.same(c.limits, { handshakeTimeoutMs: 10_000, maxMessageBytes: 64 * 1024 * 1024, maxTokenBytes: 16384 })
+  tt.same(c.limits, { handshakeTimeoutMs: 10_000, maxMessageBytes: 64 * 1024 * 1024, maxTokenBytes: 16384, shutdownGraceMs: 10_000 })
   tt.same(c.metrics, { listen: null })
   tt.same(c.log, { level: 'info', format: 'json' })
 })
@@ -263,7 +263,7 @@ log: { level: debug, format: pretty }
     maxParameterBytes: 100,
     enabled: false,
   })
-  tt.same(c.limits, { handshakeTimeoutMs: 500, maxMessageBytes: 1_000_000, maxTokenBytes: 8192 })
+  tt.same(c.limits, { handshakeTimeoutMs: 500, maxMessageBytes: 1_000_000, maxTokenBytes: 8192, shutdownGraceMs: 10_000 })
   tt.same(c.metrics.listen, { host: '127.0.0.1', port: 9187 })
   tt.same(c.log, { level: 'debug', format: 'pretty' })
 })
