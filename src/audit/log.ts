@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs'
 import { open, type FileHandle } from 'node:fs/promises'
 import { dirname } from 'node:path'
+import { performance } from 'node:perf_hooks'
 import type { Logger } from 'pino'
 import type { AuditRecord } from './types.js'
 
@@ -13,6 +14,16 @@ export interface AuditSink {
   /** Resolves when everything appended so far has been written (and, for files, fsynced). */
   flush(): Promise<void>
   close(): Promise<void>
+}
+
+/** Timing and error hooks of a sink (for metrics); called after the fact, never awaited. */
+export interface AuditSinkObserver {
+  /** A batch of `records` records was written in `seconds`. */
+  written(records: number, seconds: number): void
+  /** An fsync took `seconds`. */
+  synced(seconds: number): void
+  /** A write or fsync failed (it is retried). */
+  failed(): void
 }
 
 /**
@@ -38,10 +49,11 @@ export class FileAuditSink implements AuditSink {
     readonly path: string,
     private readonly log: Logger,
     private readonly fsyncIntervalMs: number,
+    private readonly observer: AuditSinkObserver | null,
   ) {}
 
-  static async open(path: string, log: Logger, fsyncIntervalMs: number): Promise<FileAuditSink> {
-    const sink = new FileAuditSink(path, log, fsyncIntervalMs)
+  static async open(path: string, log: Logger, fsyncIntervalMs: number, observer?: AuditSinkObserver): Promise<FileAuditSink> {
+    const sink = new FileAuditSink(path, log, fsyncIntervalMs, observer ?? null)
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 })
     sink.handle = await open(path, 'a', 0o600)
     sink.syncTimer = setInterval(() => void sink.syncIfDirty(), fsyncIntervalMs)
@@ -74,7 +86,18 @@ export class FileAuditSink implements AuditSink {
       if (this.lastError !== null && this.queue.length > 0) throw new Error(`audit log not writable: ${this.lastError}`)
     }
     this.dirty = false
-    await this.handle?.sync()
+    if (this.handle) await this.timedSync(this.handle)
+  }
+
+  private async timedSync(handle: FileHandle): Promise<void> {
+    const t0 = performance.now()
+    try {
+      await handle.sync()
+    } catch (err) {
+      this.observer?.failed()
+      throw err
+    }
+    this.observer?.synced((performance.now() - t0) / 1000)
   }
 
   async close(): Promise<void> {
@@ -94,7 +117,7 @@ export class FileAuditSink implements AuditSink {
     if (!this.dirty || this.handle === null) return
     this.dirty = false
     try {
-      await this.handle.sync()
+      await this.timedSync(this.handle)
     } catch (err) {
       this.dirty = true
       this.log.error({ path: this.path, err: (err as Error).message }, 'cannot fsync the audit log')
@@ -114,6 +137,7 @@ export class FileAuditSink implements AuditSink {
 
   private async write(batch: string[]): Promise<void> {
     const data = Buffer.from(batch.join(''), 'utf8')
+    const t0 = performance.now()
     try {
       let off = 0
       while (off < data.length) {
@@ -121,6 +145,7 @@ export class FileAuditSink implements AuditSink {
         off += bytesWritten
       }
       this.dirty = true
+      this.observer?.written(batch.length, (performance.now() - t0) / 1000)
       if (this.lastError !== null) {
         this.log.warn({ path: this.path }, 'audit log writable again')
         this.lastError = null
@@ -129,6 +154,7 @@ export class FileAuditSink implements AuditSink {
       // Keep the records, in order, and try again shortly.
       this.queue = batch.concat(this.queue)
       this.lastError = (err as Error).message
+      this.observer?.failed()
       this.log.error({ path: this.path, err: this.lastError, backlog: this.queue.length }, 'cannot write the audit log; retrying')
       this.retryTimer = setTimeout(() => {
         this.retryTimer = null

@@ -4,6 +4,7 @@ import type { AuditSink } from '../audit/log.js'
 import type { ProxyInfo } from '../audit/types.js'
 import type { PgwitnessConfig } from '../config/types.js'
 import type { TokenVerifier } from '../identity/jwt.js'
+import type { ProxyMetrics } from '../metrics/registry.js'
 import type { CancelRegistry } from './cancel-registry.js'
 
 /** What every session shares with the proxy that runs it. */
@@ -14,6 +15,7 @@ export interface ProxyContext {
   readonly audit: AuditSink
   readonly log: Logger
   readonly cancels: CancelRegistry
+  readonly metrics: ProxyMetrics
   /** The current server TLS context (replaced on reload). */
   secureContext(): tls.SecureContext
 }

@@ -117,6 +117,7 @@ export class GovernedSession {
           continue
         case 'cancel-request':
           this.finishHandshake()
+          this.ctx.metrics.connectionOutcome('cancel_request')
           reader.detach()
           await this.ctx.cancels.lookup(packet.processId, packet.secretKey)?.cancelUpstream().catch((err: Error) =>
             this.ctx.log.warn({ err: err.message }, 'forwarding a cancel request failed'))
@@ -185,12 +186,12 @@ export class GovernedSession {
     if (this.handshakeOver) return
 
     const sessionId = uuidv7()
-    const upstream = await connectUpstream(cfg.upstream, {
+    const upstream = await this.ctx.metrics.timeUpstreamConnect(() => connectUpstream(cfg.upstream, {
       role: req.user,
       database: req.database,
       password: cfg.upstream.roles[req.user]?.password ?? null,
       parameters: startupParametersFor(req.parameters, sessionId),
-    })
+    }))
     if (this.handshakeOver) {
       upstream.socket.destroy()
       return
@@ -213,6 +214,7 @@ export class GovernedSession {
       },
     }
     this.ctx.audit.append(sessionStartRecord(this.context))
+    this.ctx.metrics.sessionStarted(rule.name)
 
     const key = this.ctx.cancels.register(this)
     this.cancelId = key.processId
@@ -230,11 +232,13 @@ export class GovernedSession {
     }, {
       statement: (s) => {
         this.statements++
+        this.ctx.metrics.statement(s.classes, s.status, s.durationUs)
         this.ctx.audit.append(statementRecord(this.context!, this.statements, s))
       },
       end: (reason, detail) => this.ended(reason, detail),
     })
     this.ctx.log.debug({ session: sessionId, subject: identity.subject, role: req.user, database: req.database }, 'session started')
+    this.ctx.metrics.relayStarted(this.relay)
     this.relay.start(reader.detach())
     this.scheduleLifetimeEnd(identity)
   }
@@ -314,10 +318,16 @@ export class GovernedSession {
     else this.refuse(err, null)
   }
 
+  /** Running a statement right now (a graceful shutdown lets it finish). */
+  get busy(): boolean {
+    return this.relay?.busy ?? false
+  }
+
   private ended(reason: SessionEndReason, detail: string | null): void {
     if (this.cancelId !== null) this.ctx.cancels.unregister(this.cancelId)
     if (this.lifetimeTimer) clearTimeout(this.lifetimeTimer)
     const r = this.relay!
+    this.ctx.metrics.relayEnded(r)
     this.ctx.audit.append(sessionEndRecord(this.context!, {
       reason,
       detail,
@@ -349,8 +359,10 @@ export class GovernedSession {
     reader?.detach()
     const failure = classifyFailure(err)
     if (failure.tell && !this.socket.destroyed) this.socket.end(msg.errorResponseFromPgError(failure.tell))
+    this.ctx.metrics.connectionOutcome(this.requested !== null ? 'refused' : 'aborted')
     // A connection that closed before saying who it wants to be (a TCP probe) is not an auth attempt.
     if (failure.record && this.requested !== null) {
+      this.ctx.metrics.authFailure(failure.record.reason)
       this.ctx.audit.append(authFailureRecord(this.ctx.proxy, this.connection, {
         method: this.credentialPresented ? (this.clientCert ? 'jwt+mtls' : 'jwt') : this.identity?.method ?? (this.clientCert || this.certError ? 'mtls' : 'none'),
         reason: failure.record.reason,

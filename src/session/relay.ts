@@ -103,6 +103,11 @@ export class Relay {
     if (pending.length > 0) this.clientData(pending)
   }
 
+  /** A statement is in flight (sent, its end not yet seen). */
+  get busy(): boolean {
+    return this.tracker.pending > 0
+  }
+
   /** End the session from the proxy's side, telling the client why. */
   terminate(reason: SessionEndReason, err: PgError): void {
     this.fail(reason, err)

@@ -1,0 +1,450 @@
+import { performance } from 'node:perf_hooks'
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type LabelValues } from 'prom-client'
+import type { AuditSink, AuditSinkObserver } from '../audit/log.js'
+import type { AuditRecord, AuthFailureReason, OutcomeStatus } from '../audit/types.js'
+import type { JwksStats } from '../identity/jwks.js'
+
+/**
+ * Prometheus metrics of one ProxyServer (prefix `pgwitness_`).
+ *
+ * The rest of the code calls the small `ProxyMetrics` interface; the
+ * prom-client objects stay in here. Per-statement and per-chunk work is kept
+ * off prom-client: statements and audit records bump plain numbers in typed
+ * arrays, relayed bytes are read from the live relays' own counters, and all
+ * of it is folded into the counters at scrape time (collect callbacks), so
+ * the hot path builds no label strings and hashes nothing.
+ */
+
+/** How a client connection's handshake ended (one per connection). */
+export type ConnectionOutcome =
+  /** A governed session started. */
+  | 'admitted'
+  /** Refused after the StartupMessage (an auth.failure record was written). */
+  | 'refused'
+  /** Ended before a StartupMessage: TCP probe, failed TLS handshake, timeout, garbage. */
+  | 'aborted'
+  /** A CancelRequest connection. */
+  | 'cancel_request'
+  /** Accepted while the proxy was shutting down, and closed at once. */
+  | 'shutdown'
+
+export type ByteDirection = 'client_to_server' | 'server_to_client'
+
+/** A relay's running byte counts (Relay has them as plain fields). */
+export interface RelayByteCounts {
+  readonly bytesIn: number
+  readonly bytesOut: number
+}
+
+/** Audit state read at scrape time. */
+export interface AuditLogState {
+  /** Records queued and not yet written. */
+  readonly backlog: number
+}
+
+/** A delivery target of the audit stream, for the sink lag gauges. */
+export interface AuditSinkLag {
+  /** Records appended to the local log and not yet delivered by this sink. */
+  lagRecords(): number
+  /** Age of the oldest record not yet delivered (0 when none). */
+  lagSeconds(): number
+}
+
+/** What the proxy reports; every method is cheap enough for its call site. */
+export interface ProxyMetrics {
+  /** A client connection was accepted (active gauge +1). */
+  connectionOpened(): void
+  /** A connection accepted with connectionOpened() is over (active gauge -1). */
+  connectionClosed(): void
+  /** How the connection's handshake ended; call once per connection. */
+  connectionOutcome(outcome: ConnectionOutcome): void
+  /** One auth.failure record; its reason (an unknown reason is counted as "other"). */
+  authFailure(reason: string): void
+  /** A governed session started under this policy rule (also counts connection outcome "admitted"). */
+  sessionStarted(policyRule: string): void
+  /** One statement record: one increment per class ("NONE" without classes); duration observed when known. */
+  statement(classes: readonly string[], status: OutcomeStatus, durationUs: number | null): void
+  /** Bytes relayed outside a tracked relay. */
+  bytes(direction: ByteDirection, n: number): void
+  /** Count this relay's bytes live, at every scrape, until relayEnded(). */
+  relayStarted(relay: RelayByteCounts): void
+  /** Fold the relay's final byte counts into the totals and stop reading it. */
+  relayEnded(relay: RelayByteCounts): void
+  /** Run the upstream connect + login and observe how long it took (result ok / error). */
+  timeUpstreamConnect<T>(connect: () => Promise<T>): Promise<T>
+  upstreamConnect(seconds: number, ok: boolean): void
+}
+
+/** Buckets (seconds) for statement durations: 100 µs … 30 s. */
+export const STATEMENT_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
+/** Buckets (seconds) for upstream connect + login: 1 ms … 10 s. */
+export const CONNECT_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+/** Buckets (seconds) for audit log writes and fsyncs: 50 µs … 1 s. */
+export const AUDIT_IO_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1]
+
+/** Statement class label values: the audit classes, NONE (no class), OTHER (anything unexpected). */
+export const STATEMENT_CLASS_LABELS = ['READ', 'WRITE', 'FUNCTION', 'ROLE', 'DDL', 'MISC', 'MISC_SET', 'NONE', 'OTHER'] as const
+const CLASS_NONE = STATEMENT_CLASS_LABELS.indexOf('NONE')
+const CLASS_OTHER = STATEMENT_CLASS_LABELS.indexOf('OTHER')
+
+/** Statement status label values (OutcomeStatus) plus "other". */
+export const STATEMENT_STATUS_LABELS = ['ok', 'error', 'denied', 'cancelled', 'unknown', 'other'] as const
+const STATUS_OTHER = STATEMENT_STATUS_LABELS.indexOf('other')
+
+/** Every auth.failure reason; others are counted as "other" so the label set stays bounded. */
+const AUTH_FAILURE_REASONS: Record<AuthFailureReason, true> = {
+  token_signature_invalid: true, token_expired: true, token_not_yet_valid: true, issuer_untrusted: true,
+  audience_mismatch: true, algorithm_not_allowed: true, token_malformed: true, token_missing: true,
+  cert_untrusted: true, cert_expired: true, token_not_bound: true, tls_required: true, policy_no_match: true,
+  role_not_allowed: true, database_not_allowed: true, upstream_auth_failed: true, upstream_unavailable: true,
+  upstream_rejected: true, handshake_timeout: true, protocol_violation: true, startup_rejected: true, rate_limited: true,
+}
+
+export const CONNECTION_OUTCOMES: readonly ConnectionOutcome[] = ['admitted', 'refused', 'aborted', 'cancel_request', 'shutdown']
+
+const classIndex = new Map<string, number>(STATEMENT_CLASS_LABELS.map((c, i) => [c, i]))
+const statusIndex = new Map<string, number>(STATEMENT_STATUS_LABELS.map((s, i) => [s, i]))
+
+/** The auth failure label value for a reason. */
+export function authFailureLabel(reason: string): string {
+  return Object.prototype.hasOwnProperty.call(AUTH_FAILURE_REASONS, reason) ? reason : 'other'
+}
+
+/** Index into the statement counts of (class, status); unknown values map to OTHER / other. */
+export function statementCell(cls: string | null, status: string): number {
+  const c = cls === null ? CLASS_NONE : (classIndex.get(cls) ?? CLASS_OTHER)
+  return c * STATEMENT_STATUS_LABELS.length + (statusIndex.get(status) ?? STATUS_OTHER)
+}
+
+let processRegistry: Registry | null = null
+
+/**
+ * prom-client's default process metrics (process_*, nodejs_*), under their
+ * standard names so stock dashboards work. They describe the process, not one
+ * proxy, so they live in one registry per process that each proxy's exposition
+ * includes (collecting them per proxy would add GC and event-loop observers per instance).
+ */
+function defaultMetricsRegistry(): Registry {
+  if (processRegistry === null) {
+    processRegistry = new Registry()
+    collectDefaultMetrics({ register: processRegistry })
+  }
+  return processRegistry
+}
+
+/**
+ * A counter fed at scrape time from monotonic numbers kept elsewhere: each
+ * collect adds what grew since the last one. A series appears (at 0) the
+ * first time its source reports it.
+ */
+function sourcedCounter<L extends string>(o: {
+  name: string
+  help: string
+  labelNames: readonly L[]
+  registers: Registry[]
+  read(emit: (labels: LabelValues<L>, value: number) => void): void
+}): Counter<L> {
+  const reported = new Map<string, number>()
+  const counter: Counter<L> = new Counter<L>({
+    name: o.name,
+    help: o.help,
+    labelNames: o.labelNames,
+    registers: o.registers,
+    collect: () => {
+      o.read((labels, value) => {
+        const key = o.labelNames.map((n) => String(labels[n] ?? '')).join('\0')
+        const before = reported.get(key)
+        if (before === undefined || value > before) {
+          // A source that went backwards (never expected) is not reported as a decrease.
+          counter.inc(labels, before === undefined ? value : value - before)
+          reported.set(key, value)
+        }
+      })
+    },
+  })
+  return counter
+}
+
+export class PrometheusMetrics implements ProxyMetrics {
+  /** This proxy's own metrics. */
+  readonly registry = new Registry()
+  /** What /metrics serves: this registry plus the process-wide default metrics. */
+  private readonly exposed: Registry
+
+  private readonly connectionsActive: Gauge
+  private readonly connectionsTotal: Counter<'outcome'>
+  private readonly connectionChildren = new Map<ConnectionOutcome, { inc(): void }>()
+  private readonly authFailures: Counter<'reason'>
+  private readonly authChildren = new Map<string, { inc(): void }>()
+  private readonly sessions: Counter<'policy_rule'>
+  private readonly sessionChildren = new Map<string, { inc(): void }>()
+  private readonly statementDuration: Histogram
+  private readonly upstreamOk: { observe(v: number): void }
+  private readonly upstreamError: { observe(v: number): void }
+  private readonly auditWrite: Histogram
+  private readonly auditFsync: Histogram
+  private readonly auditErrors: Counter<'sink'>
+
+  /** Statements per (class, status): STATEMENT_CLASS_LABELS × STATEMENT_STATUS_LABELS. */
+  private readonly statementCounts = new Float64Array(STATEMENT_CLASS_LABELS.length * STATEMENT_STATUS_LABELS.length)
+  private auditRecords = 0
+  /** Bytes of ended relays (and bytes()). */
+  private bytesToServer = 0
+  private bytesToClient = 0
+  private readonly liveRelays = new Set<RelayByteCounts>()
+  private auditLog: AuditLogState | null = null
+  private readonly sinks = new Map<string, AuditSinkLag>()
+  private jwksStats: () => Record<string, JwksStats> = () => ({})
+
+  constructor() {
+    const registers = [this.registry]
+    const p = 'pgwitness_'
+
+    this.connectionsActive = new Gauge({ name: `${p}connections_active`, help: 'Client connections open now (handshaking or in a session).', registers })
+    this.connectionsTotal = new Counter({
+      name: `${p}connections_total`,
+      help: 'Client connections by how their handshake ended: admitted, refused, aborted (before a StartupMessage), cancel_request, shutdown.',
+      labelNames: ['outcome'],
+      registers,
+    })
+    for (const o of CONNECTION_OUTCOMES) {
+      this.connectionsTotal.inc({ outcome: o }, 0)
+      this.connectionChildren.set(o, this.connectionsTotal.labels(o))
+    }
+    this.authFailures = new Counter({ name: `${p}auth_failures_total`, help: 'Refused connections (auth.failure records) by reason.', labelNames: ['reason'], registers })
+    this.sessions = new Counter({ name: `${p}sessions_total`, help: 'Governed sessions started, by the policy rule that admitted them.', labelNames: ['policy_rule'], registers })
+
+    const counts = this.statementCounts
+    const cellLabels: Array<LabelValues<'class' | 'status'>> = []
+    for (const c of STATEMENT_CLASS_LABELS) for (const s of STATEMENT_STATUS_LABELS) cellLabels.push({ class: c, status: s })
+    sourcedCounter({
+      name: `${p}statements_total`,
+      help: 'Statements by audit class and outcome status; a statement counts once per class it has (class NONE when it has none).',
+      labelNames: ['class', 'status'],
+      registers,
+      read: (emit) => {
+        for (let i = 0; i < counts.length; i++) if (counts[i]! > 0) emit(cellLabels[i]!, counts[i]!)
+      },
+    })
+    this.statementDuration = new Histogram({
+      name: `${p}statement_duration_seconds`,
+      help: 'Statement duration as the proxy saw it: first message sent upstream to the server finishing it.',
+      buckets: STATEMENT_BUCKETS,
+      registers,
+    })
+
+    const upstream = new Histogram({
+      name: `${p}upstream_connect_seconds`,
+      help: 'Connecting and logging in to the upstream PostgreSQL server (TCP, TLS, authentication, session id), by result.',
+      labelNames: ['result'],
+      buckets: CONNECT_BUCKETS,
+      registers,
+    })
+    this.upstreamOk = upstream.labels('ok')
+    this.upstreamError = upstream.labels('error')
+
+    sourcedCounter({
+      name: `${p}bytes_total`,
+      help: 'Bytes relayed between clients and the upstream server in governed sessions, by direction.',
+      labelNames: ['direction'],
+      registers,
+      read: (emit) => {
+        let toServer = this.bytesToServer
+        let toClient = this.bytesToClient
+        for (const r of this.liveRelays) {
+          toServer += r.bytesIn
+          toClient += r.bytesOut
+        }
+        emit({ direction: 'client_to_server' }, toServer)
+        emit({ direction: 'server_to_client' }, toClient)
+      },
+    })
+
+    sourcedCounter({
+      name: `${p}audit_records_total`,
+      help: 'Audit records appended to the audit stream (all types).',
+      labelNames: [],
+      registers,
+      read: (emit) => emit({}, this.auditRecords),
+    })
+    this.auditWrite = new Histogram({ name: `${p}audit_write_seconds`, help: 'Writing one batch of records to the local audit log.', buckets: AUDIT_IO_BUCKETS, registers })
+    this.auditFsync = new Histogram({ name: `${p}audit_fsync_seconds`, help: 'fsync of the local audit log.', buckets: AUDIT_IO_BUCKETS, registers })
+    const metrics = this
+    new Gauge({
+      name: `${p}audit_backlog_records`,
+      help: 'Audit records queued for the local audit log and not yet written.',
+      registers,
+      collect() {
+        this.set(metrics.auditLog?.backlog ?? 0)
+      },
+    })
+    new Gauge({
+      name: `${p}audit_sink_lag_records`,
+      help: 'Records in the local audit log not yet delivered by each sink.',
+      labelNames: ['sink'],
+      registers,
+      collect() {
+        for (const [sink, s] of metrics.sinks) this.set({ sink }, s.lagRecords())
+      },
+    })
+    new Gauge({
+      name: `${p}audit_sink_lag_seconds`,
+      help: 'Age of the oldest record each sink has not yet delivered (0 when caught up).',
+      labelNames: ['sink'],
+      registers,
+      collect() {
+        for (const [sink, s] of metrics.sinks) this.set({ sink }, s.lagSeconds())
+      },
+    })
+    this.auditErrors = new Counter({ name: `${p}audit_delivery_errors_total`, help: 'Failed attempts to write or deliver audit records, by sink (each is retried).', labelNames: ['sink'], registers })
+
+    sourcedCounter({
+      name: `${p}jwks_refreshes_total`,
+      help: 'Key set (JWKS) fetches of jwks_url issuers, by issuer and result (ok also counts a fetch still in flight at scrape time).',
+      labelNames: ['issuer', 'result'],
+      registers,
+      read: (emit) => {
+        for (const [issuer, s] of Object.entries(this.jwksStats())) {
+          emit({ issuer, result: 'ok' }, s.refreshes - s.failures)
+          emit({ issuer, result: 'error' }, s.failures)
+        }
+      },
+    })
+    new Gauge({
+      name: `${p}jwks_keys`,
+      help: 'Keys trusted now per jwks_url issuer (published plus retired ones within their grace period).',
+      labelNames: ['issuer'],
+      registers,
+      collect() {
+        for (const [issuer, s] of Object.entries(metrics.jwksStats())) this.set({ issuer }, s.keys)
+      },
+    })
+    new Gauge({
+      name: `${p}jwks_last_success_timestamp_seconds`,
+      help: 'When each jwks_url issuer key set was last fetched successfully (Unix time; 0 = never).',
+      labelNames: ['issuer'],
+      registers,
+      collect() {
+        for (const [issuer, s] of Object.entries(metrics.jwksStats())) this.set({ issuer }, s.lastSuccessAt === null ? 0 : s.lastSuccessAt / 1000)
+      },
+    })
+
+    this.exposed = Registry.merge([this.registry, defaultMetricsRegistry()])
+  }
+
+  get contentType(): string {
+    return this.exposed.contentType
+  }
+
+  /** The text exposition /metrics serves. */
+  exposition(): Promise<string> {
+    return this.exposed.metrics()
+  }
+
+  // ---- ProxyMetrics -------------------------------------------------------
+
+  connectionOpened(): void {
+    this.connectionsActive.inc()
+  }
+
+  connectionClosed(): void {
+    this.connectionsActive.dec()
+  }
+
+  connectionOutcome(outcome: ConnectionOutcome): void {
+    this.connectionChildren.get(outcome)?.inc()
+  }
+
+  authFailure(reason: string): void {
+    const label = authFailureLabel(reason)
+    let child = this.authChildren.get(label)
+    if (!child) this.authChildren.set(label, (child = this.authFailures.labels(label)))
+    child.inc()
+  }
+
+  sessionStarted(policyRule: string): void {
+    this.connectionOutcome('admitted')
+    let child = this.sessionChildren.get(policyRule)
+    if (!child) this.sessionChildren.set(policyRule, (child = this.sessions.labels(policyRule)))
+    child.inc()
+  }
+
+  statement(classes: readonly string[], status: OutcomeStatus, durationUs: number | null): void {
+    const counts = this.statementCounts
+    if (classes.length === 0) counts[statementCell(null, status)]++
+    else for (let i = 0; i < classes.length; i++) counts[statementCell(classes[i]!, status)]++
+    if (durationUs !== null) this.statementDuration.observe(durationUs / 1e6)
+  }
+
+  bytes(direction: ByteDirection, n: number): void {
+    if (direction === 'client_to_server') this.bytesToServer += n
+    else this.bytesToClient += n
+  }
+
+  relayStarted(relay: RelayByteCounts): void {
+    this.liveRelays.add(relay)
+  }
+
+  relayEnded(relay: RelayByteCounts): void {
+    if (!this.liveRelays.delete(relay)) return
+    this.bytesToServer += relay.bytesIn
+    this.bytesToClient += relay.bytesOut
+  }
+
+  async timeUpstreamConnect<T>(connect: () => Promise<T>): Promise<T> {
+    const t0 = performance.now()
+    try {
+      const v = await connect()
+      this.upstreamConnect((performance.now() - t0) / 1000, true)
+      return v
+    } catch (err) {
+      this.upstreamConnect((performance.now() - t0) / 1000, false)
+      throw err
+    }
+  }
+
+  upstreamConnect(seconds: number, ok: boolean): void {
+    ;(ok ? this.upstreamOk : this.upstreamError).observe(seconds)
+  }
+
+  // ---- wiring (ProxyServer) ---------------------------------------------
+
+  /** Count every record appended through the returned sink. */
+  meterAudit(sink: AuditSink): AuditSink {
+    const metrics = this
+    return {
+      append(record: AuditRecord): void {
+        metrics.auditRecords++
+        sink.append(record)
+      },
+      flush: () => sink.flush(),
+      close: () => sink.close(),
+    }
+  }
+
+  /** Timing and error hooks for a sink writing the audit stream (FileAuditSink). */
+  auditObserver(sink: string): AuditSinkObserver {
+    const errors = this.auditErrors.labels(sink)
+    this.auditErrors.inc({ sink }, 0)
+    return {
+      written: (_records, seconds) => this.auditWrite.observe(seconds),
+      synced: (seconds) => this.auditFsync.observe(seconds),
+      failed: () => errors.inc(),
+    }
+  }
+
+  /** The local audit log, for the backlog gauge. */
+  watchAuditLog(log: AuditLogState): void {
+    this.auditLog = log
+  }
+
+  /** A delivery sink, for the lag gauges (the local log and stdout are written in line: lag 0). */
+  watchSink(name: string, lag: AuditSinkLag = { lagRecords: () => 0, lagSeconds: () => 0 }): void {
+    this.sinks.set(name, lag)
+  }
+
+  /** JWKS fetch statistics, read at scrape time. */
+  watchJwks(stats: () => Record<string, JwksStats>): void {
+    this.jwksStats = stats
+  }
+}
