@@ -99,6 +99,17 @@ async function serve(args: string[]): Promise<number> {
   }
   const log = createLogger(config.log)
   const server = await ProxyServer.start(config, log)
+  const configPath = values.config
+  process.on('SIGHUP', () => {
+    if (!configPath) {
+      log.warn('SIGHUP: the dev default has no config file to reload; restart instead')
+      return
+    }
+    loadConfig(configPath).then(
+      (next) => server.reload(next),
+      (err: Error) => log.error({ err: err.message }, 'SIGHUP: the new configuration is invalid; the old one stays in force'),
+    ).catch((err: Error) => log.error({ err: err.message }, 'SIGHUP: the new configuration could not be applied; the old one stays in force'))
+  })
   if (connectHint) process.stderr.write(`\n${connectHint.replaceAll('{port}', String(server.port))}\n\n`)
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {

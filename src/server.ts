@@ -43,7 +43,7 @@ export class ProxyServer {
     const audit = metrics.meterAudit(sink)
     const secure = secureContextFor(config.tls)
     const proxy: ProxyInfo = { instance: config.instance, version: VERSION }
-    const ctx: ProxyContext = {
+    const ctx: Mutable<ProxyContext> = {
       config,
       proxy,
       verifier: new TokenVerifier(config.identity.jwt, { log }),
@@ -157,6 +157,29 @@ export class ProxyServer {
   }
 
   /**
+   * Apply a new configuration (SIGHUP): TLS certificate, token issuers and
+   * their keys, policy and upstream credentials take effect for new
+   * connections; live sessions keep the config they were admitted under.
+   * Everything is built before anything is swapped, so an invalid config
+   * (e.g. a certificate that does not match its key) changes nothing.
+   * Settings bound at start (listen, metrics.listen, audit) need a restart.
+   */
+  reload(next: PgwitnessConfig): void {
+    const ctx = this.ctx as Mutable<ProxyContext>
+    const prev = ctx.config
+    const secure = secureContextFor(next.tls)
+    const verifier = new TokenVerifier(next.identity.jwt, { log: ctx.log })
+    const pinned = (['listen', 'metrics', 'audit'] as const).filter((k) => JSON.stringify(prev[k]) !== JSON.stringify(next[k]))
+    if (pinned.length > 0) ctx.log.warn({ keys: pinned }, 'these settings change only on restart; their old values stay in force')
+    const old = ctx.verifier
+    ctx.config = { ...next, listen: prev.listen, metrics: prev.metrics, audit: prev.audit }
+    ctx.verifier = verifier
+    ctx.secureContext = () => secure
+    old.close()
+    ctx.log.info({ config_sha256: next.sha256, source: next.source }, 'configuration reloaded')
+  }
+
+  /**
    * Stop accepting; let statements in flight finish, up to
    * limits.shutdown_grace; end every session with FATAL 57P01 (idle ones at
    * once, busy ones as soon as their statement ends or the grace runs out);
@@ -185,6 +208,8 @@ export class ProxyServer {
     return this.stopping
   }
 }
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] }
 
 export function secureContextFor(t: TlsConfig): tls.SecureContext {
   return tls.createSecureContext({ cert: t.cert, key: t.key, minVersion: 'TLSv1.2', ...(t.clientCa ? { ca: t.clientCa } : {}) })

@@ -6,7 +6,7 @@ import type { AuthFailureReason, ConnectionInfo, IdentityInfo, SessionEndReason 
 import { authFailureRecord, sessionEndRecord, sessionStartRecord, statementRecord, type SessionContext } from '../audit/records.js'
 import { identityInfo, IdentityError, type WorkloadIdentity } from '../identity/identity.js'
 import { certificateIdentity, combineTokenAndCertificate, tokenIsBoundTo, verifiedClientCertificate, type ClientCertificate } from '../identity/mtls.js'
-import type { PolicyRule } from '../config/types.js'
+import type { PgwitnessConfig, PolicyRule } from '../config/types.js'
 import { evaluateAccess } from '../policy/access.js'
 import * as msg from '../protocol/backend-messages.js'
 import { PgError, ProtocolViolation, SQLSTATE } from '../protocol/errors.js'
@@ -62,10 +62,14 @@ export class GovernedSession {
   private closedPromise: Promise<void>
   private resolveClosed!: () => void
 
+  /** The config in force when the client connected: a reload (SIGHUP) applies to new connections. */
+  private readonly config: PgwitnessConfig
+
   constructor(
     private readonly raw: net.Socket,
     private readonly ctx: ProxyContext,
   ) {
+    this.config = ctx.config
     this.socket = raw
     this.client = { address: raw.remoteAddress ?? '', port: raw.remotePort ?? 0 }
     raw.setNoDelay(true)
@@ -84,8 +88,8 @@ export class GovernedSession {
   }
 
   async run(): Promise<void> {
-    this.handshakeTimer = setTimeout(() => this.onHandshakeTimeout(), this.ctx.config.limits.handshakeTimeoutMs)
-    let reader = new SocketReader(this.raw, this.ctx.config.limits.maxTokenBytes + 16384)
+    this.handshakeTimer = setTimeout(() => this.onHandshakeTimeout(), this.config.limits.handshakeTimeoutMs)
+    let reader = new SocketReader(this.raw, this.config.limits.maxTokenBytes + 16384)
     try {
       reader = await this.negotiate(reader)
       if (this.handshakeOver) return
@@ -108,7 +112,7 @@ export class GovernedSession {
           reader.detach()
           this.raw.write(msg.sslResponse(true))
           this.socket = await this.upgradeToTls()
-          reader = new SocketReader(this.socket, this.ctx.config.limits.maxTokenBytes + 16384)
+          reader = new SocketReader(this.socket, this.config.limits.maxTokenBytes + 16384)
           continue
         }
         case 'gssenc-request':
@@ -147,7 +151,7 @@ export class GovernedSession {
   private upgradeToTls(): Promise<tls.TLSSocket> {
     // With a client CA configured, certificates are requested and verified;
     // the verdict is acted on after the StartupMessage, so a refusal is recorded with what was asked for.
-    const requestCert = this.ctx.config.tls.clientCa !== null
+    const requestCert = this.config.tls.clientCa !== null
     return new Promise((resolve, reject) => {
       const s = new tls.TLSSocket(this.raw, { isServer: true, secureContext: this.ctx.secureContext(), requestCert, rejectUnauthorized: false })
       s.on('error', ignore)
@@ -170,7 +174,7 @@ export class GovernedSession {
 
   private async authenticate(reader: SocketReader): Promise<void> {
     const req = this.requested!
-    const cfg = this.ctx.config
+    const cfg = this.config
     if (req.parameters.has('replication')) {
       throw new HandshakeError('startup_rejected', { code: SQLSTATE.featureNotSupported, message: 'replication connections are not supported through pgwitness' })
     }
@@ -249,7 +253,7 @@ export class GovernedSession {
    * it outlive the token, up to session.max_duration.
    */
   private scheduleLifetimeEnd(identity: WorkloadIdentity): void {
-    const lifetime = this.ctx.config.session
+    const lifetime = this.config.session
     const now = Date.now()
     let endAt: number | null = null
     let reason: SessionEndReason = 'token_expired'
@@ -280,7 +284,7 @@ export class GovernedSession {
    */
   private async establishIdentity(reader: SocketReader): Promise<{ identity: WorkloadIdentity; rule: PolicyRule }> {
     const req = this.requested!
-    const cfg = this.ctx.config
+    const cfg = this.config
     const request = { role: req.user, database: req.database }
     if (this.certError) throw this.certError
     const cert = this.clientCert
@@ -309,7 +313,7 @@ export class GovernedSession {
   cancelUpstream(): Promise<void> {
     const u = this.upstream
     if (!u) return Promise.resolve()
-    return sendUpstreamCancel(this.ctx.config.upstream, u.backendPid, u.secretKey)
+    return sendUpstreamCancel(this.config.upstream, u.backendPid, u.secretKey)
   }
 
   /** End the session from the proxy's side (shutdown, policy). */
@@ -347,7 +351,7 @@ export class GovernedSession {
   private onHandshakeTimeout(): void {
     this.refuse(new HandshakeError('handshake_timeout', {
       code: SQLSTATE.connectionFailure,
-      message: `the connection did not complete authentication within ${this.ctx.config.limits.handshakeTimeoutMs} ms`,
+      message: `the connection did not complete authentication within ${this.config.limits.handshakeTimeoutMs} ms`,
     }), null)
   }
 
