@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { loadConfig, ConfigError } from './config/load.js'
 import type { PgwitnessConfig } from './config/types.js'
+import { formatSummary, verifyChain } from './audit/verify.js'
 import { createDevPki } from './dev/pki.js'
 import { prepareDevDefault, DEV_CONFIG_PATH, DEV_ISSUER_DIR } from './dev/default.js'
 import { DEV_AUDIENCE, ensureDevIssuerKeys, mintDevToken } from './dev/tokens.js'
@@ -23,6 +24,7 @@ Commands:
   check-config FILE            validate a config file and exit
   token [options]              mint a dev token (dev configs only)
   certs [--out DIR]            create a dev CA, server cert and SPIFFE client cert
+  verify FILE...               check the hash chain of an audit log
 
 Run 'pgwitness <command> --help' for a command's options.`,
   serve: `Usage: pgwitness serve [--config FILE]
@@ -49,6 +51,28 @@ local testing. Refuses to run against a config without "dev: true".
 
 Creates (overwrites) a dev CA, a server certificate for localhost/127.0.0.1
 and a client certificate with a SPIFFE URI SAN in DIR (default certs/dev).`,
+  verify: `Usage: pgwitness verify FILE... [--partial] [--json] [--public-key PATH]
+
+Checks the hash chain of an audit log: every line is the canonical JSON of
+its record, chain.hash is the SHA-256 of the record without chain.hash,
+chain.seq counts up by one and chain.prev is the previous record's hash.
+Several files are one log in order (e.g. rotated files, oldest first): each
+file's first record must continue the previous file's last, and the first
+file must start at seq 1.
+Exit 0 and a summary ("N record(s), seq A..B, intact") when intact; exit 1
+with FILE:LINE, the reason and what it means at the first problem: an edited
+record (hash mismatch), a deleted, inserted or reordered record (seq gap,
+seq back, prev mismatch), a line that is not the canonical form of its
+record, invalid JSON, or a last line without its newline (truncated);
+exit 2 if a file cannot be read.
+  --partial          the first file may start mid-chain (the log's earlier
+                     files are not at hand): check from its first record on
+  --json             print the result as JSON
+  --public-key PATH  for signed checkpoints; none are written yet, so it is
+                     accepted and ignored (a note says so)
+The chain alone cannot show that records were cut off the end at a line
+boundary or that the tail was rewritten with a recomputed chain: signed
+checkpoints will.`,
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -76,6 +100,8 @@ async function main(argv: string[]): Promise<number> {
       return token(rest)
     case 'certs':
       return certs(rest)
+    case 'verify':
+      return verify(rest)
     default:
       return unknown(command)
   }
@@ -196,6 +222,25 @@ async function certs(args: string[]): Promise<number> {
   const pki = await createDevPki(path.resolve(values.out))
   console.log(`dev PKI written to ${pki.dir}:\n  CA      ${pki.caCert}\n  server  ${pki.serverCert} (${pki.serverKey})\n  client  ${pki.clientCert} (${pki.clientKey})`)
   return 0
+}
+
+async function verify(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { partial: { type: 'boolean', default: false }, json: { type: 'boolean', default: false }, 'public-key': { type: 'string' } },
+  })
+  if (positionals.length === 0) {
+    console.error(HELP.verify)
+    return 2
+  }
+  if (values['public-key'] !== undefined) {
+    console.error('pgwitness verify: note: this version writes no signed checkpoints yet; --public-key is ignored and only the hash chain is checked')
+  }
+  const result = await verifyChain(positionals, { partial: values.partial })
+  if (values.json) console.log(JSON.stringify(result, null, 2))
+  else (result.ok ? console.log : console.error)(formatSummary(result))
+  return result.ok ? 0 : result.failure?.reason === 'unreadable' ? 2 : 1
 }
 
 main(process.argv.slice(2)).then(

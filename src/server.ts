@@ -1,7 +1,7 @@
 import net from 'node:net'
 import tls from 'node:tls'
 import type { Logger } from 'pino'
-import { AuditFanout, DisabledAuditSink, FileAuditSink, StdoutAuditSink, type AuditSink } from './audit/log.js'
+import { AuditChainer, AuditFanout, DisabledAuditSink, FileAuditSink, StdoutAuditSink, type AuditRecordWriter, type AuditSink } from './audit/log.js'
 import { proxyLifecycleRecord } from './audit/records.js'
 import { loadSqlParser } from './audit/split.js'
 import type { ProxyInfo } from './audit/types.js'
@@ -221,7 +221,7 @@ async function openAuditSink(config: PgwitnessConfig, log: Logger, metrics: Prom
     log.warn('audit is DISABLED by configuration (audit.enabled: false): no records are written')
     return { sink: new DisabledAuditSink(), file: null }
   }
-  const sinks: AuditSink[] = []
+  const sinks: AuditRecordWriter[] = []
   let file: FileAuditSink | null = null
   if (a.log !== null) {
     sinks.push((file = await FileAuditSink.open(a.log, log, a.fsyncIntervalMs, metrics.auditObserver('file'))))
@@ -232,5 +232,7 @@ async function openAuditSink(config: PgwitnessConfig, log: Logger, metrics: Prom
     sinks.push(new StdoutAuditSink())
     metrics.watchSink('stdout')
   }
-  return { sink: sinks.length === 1 ? sinks[0]! : new AuditFanout(sinks), file }
+  // One chain for the log: it continues where the file ends (a stdout-only stream starts at seq 1).
+  const writer = sinks.length === 1 ? sinks[0]! : new AuditFanout(sinks)
+  return { sink: new AuditChainer(writer, file?.head, log), file }
 }

@@ -10,6 +10,7 @@ import {
   type SessionInfo,
   type SessionStartRecord,
   type StatementRecord,
+  type Unchained,
   type UpstreamInfo,
 } from './types.js'
 import type { ObservedStatement } from '../session/statement-tracker.js'
@@ -26,7 +27,7 @@ export function proxyLifecycleRecord(
   type: 'proxy.start' | 'proxy.stop',
   proxy: ProxyInfo,
   fields: { configSha256: string; listen: string; checkpointKeyId: string | null },
-): ProxyStartRecord {
+): Unchained<ProxyStartRecord> {
   return {
     ...envelope(type, proxy, null),
     config_sha256: fields.configSha256,
@@ -39,7 +40,7 @@ export function authFailureRecord(
   proxy: ProxyInfo,
   connection: ConnectionInfo,
   f: Pick<AuthFailureRecord, 'method' | 'reason' | 'detail' | 'requested' | 'identity'>,
-): AuthFailureRecord {
+): Unchained<AuthFailureRecord> {
   return { ...envelope('auth.failure', proxy, connection), ...f }
 }
 
@@ -55,11 +56,11 @@ export interface SessionContext {
   upstream: UpstreamInfo
 }
 
-export function sessionStartRecord(c: SessionContext): SessionStartRecord {
+export function sessionStartRecord(c: SessionContext): Unchained<SessionStartRecord> {
   return { ...envelope('session.start', c.proxy, c.connection), session: c.session, identity: c.identity, upstream: c.upstream }
 }
 
-export function statementRecord(c: SessionContext, seq: number, s: ObservedStatement): StatementRecord {
+export function statementRecord(c: SessionContext, seq: number, s: ObservedStatement): Unchained<StatementRecord> {
   return {
     ...envelope('statement', c.proxy, c.connection),
     session: c.session,
@@ -94,7 +95,7 @@ export function statementRecord(c: SessionContext, seq: number, s: ObservedState
 export function sessionEndRecord(
   c: SessionContext,
   f: { reason: SessionEndReason; detail: string | null; durationMs: number; statements: number; bytesIn: number; bytesOut: number },
-): SessionEndRecord {
+): Unchained<SessionEndRecord> {
   return {
     ...envelope('session.end', c.proxy, c.connection),
     session: c.session,

@@ -136,7 +136,11 @@ export type AuthFailureReason =
   | 'startup_rejected'
   | 'rate_limited'
 
-/** Fields every record has; the writer fills `id`, `time` and `chain`. */
+/**
+ * Fields every record has. The record builders (records.ts) fill `id` and
+ * `time` and return the record without `chain` (an `Unchained` record); the
+ * audit writer adds `chain` as it appends (chain.ts, log.ts).
+ */
 export interface Envelope {
   schema: typeof AUDIT_SCHEMA
   id: string
@@ -144,7 +148,7 @@ export interface Envelope {
   type: RecordType
   proxy: ProxyInfo
   connection: ConnectionInfo | null
-  chain?: ChainInfo
+  chain: ChainInfo
 }
 
 export interface ProxyStartRecord extends Envelope {
@@ -198,3 +202,9 @@ export type AuditRecord =
   | SessionStartRecord
   | StatementRecord
   | SessionEndRecord
+
+/** A record before the writer has chained it: everything but `chain`. */
+export type Unchained<R extends AuditRecord> = R extends unknown ? Omit<R, 'chain'> : never
+
+/** What the proxy appends to the audit log (AuditSink.append); the writer adds `chain`. */
+export type AuditRecordBody = Unchained<AuditRecord>

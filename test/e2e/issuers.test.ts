@@ -327,7 +327,8 @@ log: { level: ${process.env.PGW_TEST_LOG ?? 'warn'} }
         },
         policy_rule: 'k8s-billing',
       }, `${p.pod}: identified at connect time, exactly the selected claims`)
-      t.same(Object.keys(start.identity.claims), K8S_RECORD, 'in record_claims order')
+      // Records are written as RFC 8785 canonical JSON (the hash chain's form): members, claims included, in sorted order.
+      t.same(Object.keys(start.identity.claims), [...K8S_RECORD].sort(), 'exactly the record_claims, in canonical (sorted) order')
       t.match(start.upstream, { role: 'billing_rw', database: 'billing' })
     }
     t.notOk(readFileSync(auditPath, 'utf8').includes(NODE_NAME), 'claims not selected (the node) are never recorded')

@@ -70,6 +70,8 @@ function env() {
     schema: AUDIT_SCHEMA,
     id: `01936a4e-7d2c-7${n.toString(16).padStart(3, '0')}-9def-0123456789ab`,
     time: '2026-11-26T05:38:42.123456Z',
+    // Every record is chained (examples below may set their own chain).
+    chain: { seq: n, prev: '0'.repeat(64), hash: n.toString(16).padStart(64, '0') },
   } as const
 }
 
@@ -287,6 +289,7 @@ const invalid: Array<[string, unknown, RegExp]> = [
   ['missing type', broken(sessionStart, (r) => delete r.type), /'type'/],
   ['missing proxy', broken(sessionStart, (r) => delete r.proxy), /'proxy'/],
   ['missing connection', broken(proxyStart, (r) => delete r.connection), /'connection'/],
+  ['missing chain', broken(statementSimple, (r) => delete r.chain), /'chain'/],
   ['null connection on a statement', broken(statementSimple, (r) => (r.connection = null)), /\/connection/],
   ['connection on proxy.start', broken(proxyStart, (r) => (r.connection = connection)), /\/connection/],
   ['missing session', broken(statementSimple, (r) => delete r.session), /'session'/],
