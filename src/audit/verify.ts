@@ -15,17 +15,17 @@
  * rewritten with a recomputed chain, from an intact log: signed checkpoints
  * (a later increment) will.
  *
- * Speed: the file is streamed in large chunks and split by hand; each line
- * is parsed once, its members serialized once (the hashed text and the
- * canonical line are assembled from the same pieces), and hashed with
- * node:crypto. See bench/verify-speed.ts.
+ * Speed: the file is streamed in large chunks and split by hand. A line is
+ * not parsed: a one-pass byte scanner (CanonicalLineScanner) decides that it
+ * is canonical JSON with a well-formed chain and finds the chain fields; the
+ * hashed text is then the line itself less its `"hash":"…",` member, hashed
+ * in place with node:crypto. A line the scanner refuses is checked the long
+ * way (JSON.parse, canonicalize, compare), which also says what is wrong.
+ * See bench/verify-speed.ts.
  */
 import { isUtf8 } from 'node:buffer'
 import crypto from 'node:crypto'
 import { createReadStream } from 'node:fs'
-import { open, stat } from 'node:fs/promises'
-import os from 'node:os'
-import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads'
 import { checkRecord, GENESIS_HASH, type ChainHead } from './chain.js'
 import type { ChainInfo } from './types.js'
 
@@ -78,8 +78,6 @@ export interface VerifySummary {
   startsMidChain: boolean
   files: FileSummary[]
   failure: VerifyFailure | null
-  /** How many threads checked the log (1: this one; more: worker threads over ranges of it). */
-  threads: number
 }
 
 /** How far past a seq gap to look for the missing record, to tell "moved" from "deleted". */
@@ -93,190 +91,16 @@ export interface VerifyOptions {
    * log must start at seq 1, so records deleted from its start are reported.
    */
   partial?: boolean
-  /**
-   * Worker threads for a large log (default: the available parallelism, at
-   * most 8). Each checks ranges of lines; the ranges' chains are then joined
-   * end to start. 1 checks in this thread only.
-   */
-  threads?: number
-  /** Logs smaller than this are checked in this thread (default 32 MiB). */
-  parallelMinBytes?: number
-  /** Size of the ranges handed to the threads (default 16 MiB). */
-  rangeBytes?: number
 }
-
-const PARALLEL_MIN_BYTES = 32 * 1024 * 1024
-const RANGE_BYTES = 16 * 1024 * 1024
 
 /** Verify the chain across `paths`, in order. */
 export async function verifyChain(paths: readonly string[], opts: VerifyOptions = {}): Promise<VerifySummary> {
-  const threads = Math.max(1, Math.min(opts.threads ?? os.availableParallelism(), 8))
-  if (threads > 1) {
-    const sizes = await Promise.all(paths.map((p) => stat(p).then((s) => (s.isFile() ? s.size : -1), () => -1)))
-    const total = sizes.reduce((a, b) => a + Math.max(0, b), 0)
-    if (!sizes.includes(-1) && total >= (opts.parallelMinBytes ?? PARALLEL_MIN_BYTES)) {
-      const result = await verifyInParallel(paths, sizes, threads, opts.partial === true, opts.rangeBytes ?? RANGE_BYTES).catch(() => null)
-      // Any problem (or a worker that failed) is found again, and reported, by the one-thread check.
-      if (result !== null) return result
-    }
-  }
-  return verifySerially(paths, opts.partial === true)
-}
-
-async function verifySerially(paths: readonly string[], partial: boolean): Promise<VerifySummary> {
-  const v = new ChainVerifier(partial)
+  const v = new ChainVerifier(opts.partial === true)
   for (const p of paths) {
     await v.file(p)
     if (v.failure !== null) break
   }
   return v.summary()
-}
-
-// ---- parallel check -----------------------------------------------------------
-
-/** A byte range of a file, starting at a line start and ending after a newline (or at the end of the file). */
-interface RangeJob {
-  path: string
-  start: number
-  end: number
-}
-
-/** What a worker found in a range: its lines, its first and last chain links, and whether it is intact on its own. */
-interface RangeResult {
-  ok: boolean
-  lines: number
-  records: number
-  first: { seq: number; prev: string } | null
-  last: ChainHead | null
-}
-
-/** Offset just after the first newline at or after `from` (or `size`). */
-async function lineStartAfter(path: string, from: number, size: number): Promise<number> {
-  const fh = await open(path, 'r')
-  try {
-    const buf = Buffer.allocUnsafe(64 * 1024)
-    for (let pos = from; pos < size; ) {
-      const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, size - pos), pos)
-      if (bytesRead === 0) break
-      const i = buf.subarray(0, bytesRead).indexOf(10)
-      if (i >= 0) return pos + i + 1
-      pos += bytesRead
-    }
-    return size
-  } finally {
-    await fh.close()
-  }
-}
-
-async function verifyInParallel(paths: readonly string[], sizes: number[], threads: number, partial: boolean, rangeBytes: number): Promise<VerifySummary | null> {
-  const jobs: RangeJob[] = []
-  const jobFile: number[] = []
-  for (let f = 0; f < paths.length; f++) {
-    const size = sizes[f]!
-    let start = 0
-    while (start < size) {
-      const end = start + rangeBytes >= size ? size : await lineStartAfter(paths[f]!, start + rangeBytes, size)
-      jobs.push({ path: paths[f]!, start, end })
-      jobFile.push(f)
-      start = end
-    }
-  }
-  const workers = Math.min(threads, jobs.length)
-  const results = await runRangeJobs(jobs, workers)
-  // Join the ranges: each must continue the chain where the one before it ended.
-  const files: FileSummary[] = paths.map((path) => ({ path, records: 0, firstSeq: null, lastSeq: null }))
-  let head: ChainHead | null = null
-  let firstSeq: number | null = null
-  let records = 0
-  for (let i = 0; i < jobs.length; i++) {
-    const r = results[i]!
-    if (!r.ok) return null
-    if (r.first === null || r.last === null) continue
-    if (head === null) {
-      if (r.first.seq > 1 && !partial) return null
-      firstSeq = r.first.seq
-    } else if (r.first.seq !== head.seq + 1 || r.first.prev !== head.hash) return null
-    head = r.last
-    records += r.records
-    const fs = files[jobFile[i]!]!
-    fs.records += r.records
-    fs.firstSeq ??= r.first.seq
-    fs.lastSeq = r.last.seq
-  }
-  return {
-    ok: true,
-    records,
-    firstSeq,
-    lastSeq: head?.seq ?? null,
-    head,
-    startsMidChain: firstSeq !== null && firstSeq > 1,
-    files,
-    failure: null,
-    threads: workers,
-  }
-}
-
-const WORKER_FLAG = 'pgwitness-verify-worker'
-
-/** Check ranges in worker threads, `threads` at a time; results in job order. */
-function runRangeJobs(jobs: RangeJob[], threads: number): Promise<RangeResult[]> {
-  const url = import.meta.url
-  // Run from source (tsx), a worker needs the TypeScript loader registered in it too.
-  const tsx = url.endsWith('.ts') ? import.meta.resolve('tsx/esm/api') : null
-  const boot = `(async () => {
-    const { workerData } = await import('node:worker_threads')
-    if (workerData.tsx) (await import(workerData.tsx)).register()
-    await import(workerData.url)
-  })()`
-  return new Promise((resolve, reject) => {
-    const results: RangeResult[] = new Array(jobs.length)
-    const workers: Worker[] = []
-    let next = 0
-    let done = 0
-    let failed = false
-    const finish = (err: Error | null) => {
-      if (failed) return
-      if (err !== null) failed = true
-      for (const w of workers) void w.terminate()
-      if (err !== null) reject(err)
-      else resolve(results)
-    }
-    const feed = (w: Worker) => {
-      if (next >= jobs.length) return
-      const i = next++
-      w.once('message', (r: RangeResult) => {
-        results[i] = r
-        if (++done === jobs.length) finish(null)
-        else feed(w)
-      })
-      w.postMessage(jobs[i])
-    }
-    for (let k = 0; k < threads; k++) {
-      const w = new Worker(boot, { eval: true, workerData: { [WORKER_FLAG]: true, url, tsx } })
-      w.on('error', (err) => finish(err))
-      w.on('exit', (code) => {
-        if (done < jobs.length) finish(new Error(`verify worker exited (${code})`))
-      })
-      workers.push(w)
-      feed(w)
-    }
-  })
-}
-
-async function verifyRange(job: RangeJob): Promise<RangeResult> {
-  const v = new ChainVerifier(true)
-  await v.file(job.path, job.start, job.end)
-  return v.rangeResult()
-}
-
-if (!isMainThread && parentPort !== null && (workerData as Record<string, unknown> | null)?.[WORKER_FLAG] === true) {
-  const port = parentPort
-  port.on('message', (job: RangeJob) => {
-    void verifyRange(job).then(
-      (r) => port.postMessage(r),
-      () => port.postMessage({ ok: false, lines: 0, records: 0, first: null, last: null } satisfies RangeResult),
-    )
-  })
 }
 
 const sha256OfBytes: (b: Uint8Array) => string =
@@ -295,8 +119,6 @@ class ChainVerifier {
   failure: VerifyFailure | null = null
   private records = 0
   private firstSeq: number | null = null
-  private firstPrev = ''
-  private lines = 0
   private seq = 0
   private hash = ''
   private started = false
@@ -318,31 +140,19 @@ class ChainVerifier {
       startsMidChain: this.startsMidChain,
       files: this.files,
       failure: this.failure,
-      threads: 1,
     }
   }
 
-  /** What a range check reports back (see verifyRange). */
-  rangeResult(): RangeResult {
-    return {
-      ok: this.failure === null,
-      lines: this.lines,
-      records: this.records,
-      first: this.firstSeq === null ? null : { seq: this.firstSeq, prev: this.firstPrev },
-      last: this.started ? { seq: this.seq, hash: this.hash } : null,
-    }
-  }
-
-  /** Check a file, or the lines in bytes [start, end) of it. */
-  async file(path: string, start = 0, end?: number): Promise<void> {
+  async file(path: string): Promise<void> {
     const fs: FileSummary = { path, records: 0, firstSeq: null, lastSeq: null }
     this.files.push(fs)
     // Bytes of a line that spans chunks, copied.
     let carry: Buffer[] = []
     let carryBytes = 0
     let lineNo = 0
-    if (end !== undefined && end <= start) return
-    const stream = createReadStream(path, { highWaterMark: CHUNK, start, ...(end !== undefined ? { end: end - 1 } : {}) })
+    const scanner = this.scanner
+    // The stream reads ahead while lines are checked.
+    const stream = createReadStream(path, { highWaterMark: CHUNK })
     const done = () => this.failure !== null && this.gap === null
     try {
       for await (const chunk of stream as AsyncIterable<Buffer>) {
@@ -358,20 +168,25 @@ class ChainVerifier {
           const line = Buffer.concat(carry)
           carry = []
           carryBytes = 0
-          this.line(line, 0, line.length, path, ++lineNo, fs)
+          const fast = this.gap === null ? scanner.scan(line, 0, line.length) : null
+          this.line(line, 0, line.length, fast, path, ++lineNo, fs)
           if (done()) return
           start = nl + 1
         }
-        for (;;) {
-          const nl = chunk.indexOf(10, start)
-          if (nl < 0) break
-          this.line(chunk, start, nl, path, ++lineNo, fs)
+        const len = chunk.length
+        while (start < len) {
+          let end: number
+          let fast: LineChain | null = null
+          end = chunk.indexOf(10, start)
+          if (end < 0) break
+          if (this.gap === null) fast = scanner.scan(chunk, start, end)
+          this.line(chunk, start, end, fast, path, ++lineNo, fs)
           if (done()) return
-          start = nl + 1
+          start = end + 1
         }
-        if (start < chunk.length) {
+        if (start < len) {
           carry.push(Buffer.from(chunk.subarray(start)))
-          carryBytes += chunk.length - start
+          carryBytes += len - start
         }
       }
     } catch (err) {
@@ -379,7 +194,6 @@ class ChainVerifier {
       return
     } finally {
       stream.destroy()
-      this.lines = lineNo
     }
     this.gap = null
     if (carryBytes > 0 && this.failure === null) {
@@ -396,15 +210,16 @@ class ChainVerifier {
     this.failure = { file: path, line, reason, message }
   }
 
-  /** One line: buf[start, end), without its newline. May modify those bytes. */
-  private line(buf: Buffer, start: number, end: number, path: string, lineNo: number, fs: FileSummary): void {
+  /**
+   * One line: buf[start, end), without its newline; `fast` if the scanner
+   * found it canonical with a well-formed chain. May modify those bytes.
+   */
+  private line(buf: Buffer, start: number, end: number, fast: LineChain | null, path: string, lineNo: number, fs: FileSummary): void {
     if (this.gap !== null) return this.probeGap(buf.toString('utf8', start, end), lineNo)
     let c: LineChain
-    const fast = this.scanner.scan(buf, start, end)
     if (fast !== null) {
-      // The line is canonical JSON with a well-formed chain: the hashed text is
-      // the line without its `"hash":"…",` member. Shift what precedes that
-      // member over it and hash the bytes in place.
+      // The hashed text is the line without its `"hash":"…",` member. Shift
+      // what precedes that member over it and hash the bytes in place.
       const q = this.scanner.chainAt
       buf.copyWithin(start + HASH_MEMBER_BYTES, start, q + 1)
       const actual = sha256OfBytes(buf.subarray(start + HASH_MEMBER_BYTES, end))
@@ -441,7 +256,6 @@ class ChainVerifier {
       this.started = true
       this.startsMidChain = c.seq > 1
       this.firstSeq = c.seq
-      this.firstPrev = c.prev
     } else if (c.seq !== this.seq + 1) {
       const expected = this.seq + 1
       if (c.seq > expected) {
@@ -539,6 +353,7 @@ export class CanonicalLineScanner {
   /** Offset of the top-level chain object's `{` in the last accepted line. */
   chainAt = -1
 
+  /** Scan exactly the line b[start, end) (without its newline). */
   scan(b: Buffer, start: number, end: number): LineChain | null {
     B = b
     END = end
@@ -568,24 +383,40 @@ function scanObject(p: number, depth: number, top: boolean): number {
   let prevEnd = -1
   let prevComplex = false
   for (;;) {
-    p = scanString(p, true)
-    if (p < 0) return -1
-    const ks = KEY_START
-    const ke = KEY_END
-    const kc = KEY_COMPLEX
+    // The member name: plain ASCII names (the usual) in a tight loop, others by scanString.
+    if (b[p] !== Q) return -1
+    const ks = p + 1
+    let q = ks
+    let c = b[q]!
+    while (c !== Q && c >= 0x20 && c < 0x80 && c !== BS) c = b[++q]!
+    let ke: number
+    let kc: boolean
+    if (c === Q) {
+      ke = q
+      kc = false
+      p = q + 1
+    } else {
+      p = scanString(p, true)
+      if (p < 0) return -1
+      ke = KEY_END
+      kc = KEY_COMPLEX
+    }
+    if (ke > END) return -1
     if (prevStart >= 0 && !ascending(prevStart, prevEnd, prevComplex, ks, ke, kc)) return -1
     prevStart = ks
     prevEnd = ke
     prevComplex = kc
     if (b[p] !== COLON) return -1
     p++
+    const v = b[p]
+    if (v === Q) p = scanString(p, false)
     // The top-level "chain" member: c h a i n.
-    if (top && ke - ks === 5 && b[ks] === 0x63 && b[ks + 1] === 0x68 && b[ks + 2] === 0x61 && b[ks + 3] === 0x69 && b[ks + 4] === 0x6e) p = scanChain(p)
+    else if (top && ke - ks === 5 && b[ks] === 0x63 && b[ks + 1] === 0x68 && b[ks + 2] === 0x61 && b[ks + 3] === 0x69 && b[ks + 4] === 0x6e) p = scanChain(p)
     else p = scanValue(p, depth + 1)
     if (p < 0) return -1
-    const c = b[p++]
-    if (c === COMMA) continue
-    return c === RBRACE ? p : -1
+    const d = b[p++]
+    if (d === COMMA) continue
+    return d === RBRACE ? p : -1
   }
 }
 

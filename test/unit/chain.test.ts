@@ -522,31 +522,3 @@ t.test('writer: a sanitized record is logged and still verifies', async (t) => {
   t.ok(op.lines().some((l) => /not I-JSON/.test(String(l['msg']))))
   t.equal((await verifyChain([file])).ok, true)
 })
-
-t.test('verify in worker threads (ranges of a large log) gives the one-thread result', async (t) => {
-  const { records, lines } = sealAll(bodies(400))
-  const a = writeLines(lines.slice(0, 150))
-  const b = writeLines(lines.slice(150))
-  const par = { threads: 2, parallelMinBytes: 0, rangeBytes: 8 * 1024 }
-  const one = { threads: 1 }
-  const intact = await verifyChain([a, b], par)
-  t.equal(intact.threads, 2, 'checked by two worker threads')
-  t.same({ ...intact, threads: 1 }, await verifyChain([a, b], one), 'same summary as one thread')
-  t.equal(intact.records, 400)
-
-  const cases: Array<[string, string[]]> = [
-    ['a deleted line in a later range', [a, writeLines(lines.slice(150).filter((_, i) => i !== 170))]],
-    ['an edited line', [a, writeLines(lines.slice(150).map((l, i) => (i === 200 ? l.replace('"rows":1', '"rows":2') : l)))]],
-    ['files out of order', [b, a]],
-    ['a file left out', [writeLines(lines.slice(0, 100)), b]],
-    ['a truncated last file', [a, (() => { const f = writeLines(lines.slice(150)); writeFileSync(f, readFileSync(f).subarray(0, -30)); return f })()]],
-  ]
-  for (const [name, files] of cases) {
-    const p = await verifyChain(files, par)
-    t.equal(p.ok, false, `${name}: detected`)
-    t.same(p, await verifyChain(files, one), `${name}: the same report as one thread`)
-  }
-  const mid = await verifyChain([b], { ...par, partial: true })
-  t.same([mid.ok, mid.startsMidChain, mid.firstSeq, mid.threads], [true, true, 151, 2], '--partial in threads')
-  t.equal(records.length, 400)
-})
