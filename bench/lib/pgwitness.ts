@@ -37,6 +37,8 @@ export function pgwitnessYaml(o: {
   database: string
   audit: AuditMode
   auditLog: string
+  /** upstream.pool enabled (upstream connection reuse). */
+  pool?: boolean
 }): string {
   const audit =
     o.audit === 'off'
@@ -56,7 +58,7 @@ identity:
 upstream:
   host: 127.0.0.1
   port: ${o.upstreamPort}
-  tls: { mode: disable }
+  tls: { mode: disable }${o.pool ? '\n  pool: { enabled: true, max_idle_per_key: 64 }' : ''}
   roles:
     ${o.user}: { password: ${JSON.stringify(o.password)} }
 policy:
@@ -92,6 +94,7 @@ export async function startPgwitness(o: {
   user: string
   password: string
   database: string
+  pool?: boolean
 }): Promise<Pgwitness> {
   mkdirSync(o.dir, { recursive: true, mode: 0o700 })
   const auditLog = path.join(o.dir, 'audit', 'audit.jsonl')

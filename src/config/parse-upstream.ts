@@ -1,14 +1,14 @@
 /** `upstream:` — the PostgreSQL server and the credentials the proxy uses there. */
 import { fail, formatPath, type KeyPath } from './errors.js'
 import { given, type Mapping, type Reader } from './reader.js'
-import type { UpstreamClientCert, UpstreamConfig, UpstreamRoleCredentials, UpstreamTlsMode } from './types.js'
+import type { UpstreamClientCert, UpstreamConfig, UpstreamPoolConfig, UpstreamRoleCredentials, UpstreamTlsMode } from './types.js'
 import { isLoopbackHost } from './units.js'
 
 const TLS_MODES = ['disable', 'require', 'verify-full'] as const
 
 export function parseUpstream(r: Reader, v: unknown): UpstreamConfig {
   const path = ['upstream']
-  const m = v === null || v === undefined ? {} : r.mapping(v, path, ['host', 'port', 'tls', 'roles', 'connect_timeout'])
+  const m = v === null || v === undefined ? {} : r.mapping(v, path, ['host', 'port', 'tls', 'roles', 'connect_timeout', 'pool'])
 
   const host = given(m, 'host') ? r.string(m.host, [...path, 'host']) : '127.0.0.1'
   const port = r.int(m.port, [...path, 'port'], 5432, 1, 65535)
@@ -58,7 +58,22 @@ export function parseUpstream(r: Reader, v: unknown): UpstreamConfig {
 
   const connectTimeoutMs = r.duration(m.connect_timeout, [...path, 'connect_timeout'], 5000, 1, 600_000)
 
-  return { host, port, tls: { mode, ca, servername }, roles, connectTimeoutMs }
+  const out: UpstreamConfig = { host, port, tls: { mode, ca, servername }, roles, connectTimeoutMs }
+  if (given(m, 'pool')) out.pool = parsePool(r, m.pool, [...path, 'pool'])
+  return out
+}
+
+/** `upstream.pool` (see UpstreamPoolConfig); every key optional, `enabled` defaults to false. */
+function parsePool(r: Reader, v: unknown, path: KeyPath): UpstreamPoolConfig {
+  const m = v === null ? {} : r.mapping(v, path, ['enabled', 'max_idle_per_key', 'idle_timeout', 'max_lifetime'])
+  const enabled = r.bool(m.enabled, [...path, 'enabled'], false)
+  const maxIdlePerKey = r.int(m.max_idle_per_key, [...path, 'max_idle_per_key'], 16, 1, 10_000)
+  const idleTimeoutMs = r.duration(m.idle_timeout, [...path, 'idle_timeout'], 60_000, 1000, 86_400_000)
+  const maxLifetimeMs = r.duration(m.max_lifetime, [...path, 'max_lifetime'], 30 * 60_000, 1000, 7 * 86_400_000)
+  if (idleTimeoutMs > maxLifetimeMs) {
+    fail([...path, 'idle_timeout'], `must not be longer than ${formatPath([...path, 'max_lifetime'])} (a connection is closed at its max_lifetime anyway)`)
+  }
+  return { enabled, maxIdlePerKey, idleTimeoutMs, maxLifetimeMs }
 }
 
 /** `cert` + `key` of one upstream role (both or neither; not with a password). */

@@ -20,6 +20,12 @@ export interface UpstreamConnection {
   /** PostgreSQL's own session id, as %c prints it: hex(backend start epoch).hex(pid). */
   serverSessionId: string
   tls: boolean
+  /**
+   * Set on a connection from upstream.pool (src/upstream/pool.ts): call it
+   * once when the session ends, with the session.end reason; the pool then
+   * resets and keeps the connection, or closes it.
+   */
+  release?: (reason: string) => void
 }
 
 export interface UpstreamLogin {
