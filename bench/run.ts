@@ -4,7 +4,8 @@
  *
  *   npx tsx bench/run.ts [--quick] [--rounds N] [--duration S]
  *                        [--scenario select-only/prepared/c8 ...] [--targets direct,pgbouncer,...]
- *                        [--strict] [--no-build] [--proxy-node-args="--cpu-prof ..."] [--out FILE] [--keep]
+ *                        (targets: direct, pgbouncer, pgwitness-off, pgwitness-on, pgwitness-strict, pgwitness-on-pool)
+ *                        [--no-build] [--proxy-node-args="--cpu-prof ..."] [--out FILE] [--keep]
  *                        [--max-quiet-wait S] [--scale N]
  *
  * Starts its own PostgreSQL (test/harness/postgres.ts), pgbouncer (session
@@ -53,7 +54,7 @@ const { values: opt } = parseArgs({
     duration: { type: 'string' },
     scenario: { type: 'string', multiple: true },
     targets: { type: 'string' },
-    strict: { type: 'boolean', default: false },
+    strict: { type: 'boolean', default: false }, // accepted for old command lines: strict is now always measured
     'no-build': { type: 'boolean', default: false },
     'proxy-node-args': { type: 'string', default: '' },
     out: { type: 'string' },
@@ -93,6 +94,8 @@ interface TargetDef {
   name: string
   kind: 'direct' | 'pgbouncer' | 'pgwitness'
   audit?: AuditMode
+  /** upstream.pool enabled */
+  pool?: boolean
   label: string
 }
 const TARGET_DEFS: TargetDef[] = [
@@ -101,15 +104,22 @@ const TARGET_DEFS: TargetDef[] = [
   { name: 'pgwitness-off', kind: 'pgwitness', audit: 'off', label: 'pgwitness, audit off (audit.enabled: false)' },
   { name: 'pgwitness-on', kind: 'pgwitness', audit: 'batched', label: 'pgwitness, audit on (durability: batched, fsync every 50 ms)' },
   {
+    name: 'pgwitness-on-pool',
+    kind: 'pgwitness',
+    audit: 'batched',
+    pool: true,
+    label: 'pgwitness, audit on (batched), upstream.pool enabled (not in the default targets)',
+  },
+  {
     name: 'pgwitness-strict',
     kind: 'pgwitness',
     audit: 'strict',
-    label: 'pgwitness, durability: strict (not yet implemented: behaves as batched)',
+    label: 'pgwitness, audit on (durability: strict: intents fsynced before forwarding, group commit)',
   },
 ]
 const targetNames = opt.targets
   ? opt.targets.split(',').map((s) => s.trim()).filter(Boolean)
-  : ['direct', 'pgbouncer', 'pgwitness-off', 'pgwitness-on', ...(opt.strict ? ['pgwitness-strict'] : [])]
+  : ['direct', 'pgbouncer', 'pgwitness-off', 'pgwitness-on', 'pgwitness-strict']
 const TARGETS: TargetDef[] = targetNames.map((n) => {
   const d = TARGET_DEFS.find((t) => t.name === n)
   if (!d) throw new Error(`unknown target "${n}" (known: ${TARGET_DEFS.map((t) => t.name).join(', ')})`)
@@ -359,6 +369,7 @@ async function main(): Promise<number> {
         launcher: launcher.argv,
         nodeArgs: proxyNodeArgs,
         audit: t.audit!,
+        pool: t.pool ?? false,
         cert: pki.serverCert,
         key: pki.serverKey,
         jwksPath: issuer.jwksPath,

@@ -75,6 +75,7 @@ function statement(i: number): ObservedStatement {
   const params = (text.match(/\$\d/g) ?? []).map((_, k) => ({ format: 'text' as const, value: String(i * 31 + k) }))
   const write = text.startsWith('UPDATE') || text.startsWith('INSERT')
   return {
+    key: 0,
     protocol: params.length > 0 ? 'extended' : 'simple',
     text,
     textTruncated: false,

@@ -4,7 +4,9 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { loadConfig, ConfigError } from './config/load.js'
 import type { PgwitnessConfig } from './config/types.js'
+import type { KeyObject } from 'node:crypto'
 import { formatSummary, verifyChain } from './audit/verify.js'
+import { loadCheckpointPublicKeys, writeCheckpointKeyPair } from './audit/checkpoint.js'
 import { createDevPki } from './dev/pki.js'
 import { prepareDevDefault, DEV_CONFIG_PATH, DEV_ISSUER_DIR } from './dev/default.js'
 import { DEV_AUDIENCE, ensureDevIssuerKeys, mintDevToken } from './dev/tokens.js'
@@ -24,7 +26,8 @@ Commands:
   check-config FILE            validate a config file and exit
   token [options]              mint a dev token (dev configs only)
   certs [--out DIR]            create a dev CA, server cert and SPIFFE client cert
-  verify FILE...               check the hash chain of an audit log
+  verify FILE...               check an audit log's hash chain and signed checkpoints
+  keygen [--out PREFIX]        create an Ed25519 key pair for signed checkpoints
 
 Run 'pgwitness <command> --help' for a command's options.`,
   serve: `Usage: pgwitness serve [--config FILE]
@@ -51,28 +54,43 @@ local testing. Refuses to run against a config without "dev: true".
 
 Creates (overwrites) a dev CA, a server certificate for localhost/127.0.0.1
 and a client certificate with a SPIFFE URI SAN in DIR (default certs/dev).`,
-  verify: `Usage: pgwitness verify FILE... [--partial] [--json] [--public-key PATH]
+  verify: `Usage: pgwitness verify FILE... [--public-key PATH]... [--partial] [--allow-unsigned-tail] [--json]
 
-Checks the hash chain of an audit log: every line is the canonical JSON of
-its record, chain.hash is the SHA-256 of the record without chain.hash,
-chain.seq counts up by one and chain.prev is the previous record's hash.
-Several files are one log in order (e.g. rotated files, oldest first): each
-file's first record must continue the previous file's last, and the first
-file must start at seq 1.
-Exit 0 and a summary ("N record(s), seq A..B, intact") when intact; exit 1
-with FILE:LINE, the reason and what it means at the first problem: an edited
-record (hash mismatch), a deleted, inserted or reordered record (seq gap,
-seq back, prev mismatch), a line that is not the canonical form of its
-record, invalid JSON, or a last line without its newline (truncated);
-exit 2 if a file cannot be read.
-  --partial          the first file may start mid-chain (the log's earlier
-                     files are not at hand): check from its first record on
-  --json             print the result as JSON
-  --public-key PATH  for signed checkpoints; none are written yet, so it is
-                     accepted and ignored (a note says so)
-The chain alone cannot show that records were cut off the end at a line
-boundary or that the tail was rewritten with a recomputed chain: signed
-checkpoints will.`,
+Checks an audit log: every line is the canonical JSON of its record,
+chain.hash is the SHA-256 of the record without chain.hash, chain.seq counts
+up by one and chain.prev is the previous record's hash; every checkpoint
+record signs the chain head just before it.
+Several files are one log in order (rotated files oldest first, then the
+active one; e.g. audit/audit.*.jsonl audit/audit.jsonl): each file's first
+record must continue the previous file's last, and the first file must start
+at seq 1.
+Exit 0 and a summary when intact; exit 1 with FILE:LINE, the reason and what
+it means at the first problem: an edited record (hash mismatch), a deleted,
+inserted or reordered record (seq gap, seq back, prev mismatch), a line that
+is not the canonical form of its record, invalid JSON, a last line without
+its newline (truncated), a checkpoint that does not sign the chain before it
+or whose signature does not verify, or (with --public-key) records after the
+last checkpoint; exit 2 if a file cannot be read.
+  --public-key PATH      checkpoint verification key: a public JWK, a JWK Set
+                         or a PEM key (repeatable). Without it the chain and
+                         the checkpoints' shape are checked, not signatures, so
+                         a tail rewritten with a recomputed chain goes unseen
+  --allow-unsigned-tail  with --public-key, accept records after the last
+                         checkpoint (a log still being written, or cut by a
+                         crash: at most audit.checkpoint.every_records or
+                         every_seconds of records)
+  --partial              the first file may start mid-chain (the log's
+                         earlier files are not at hand)
+  --json                 print the result as JSON`,
+  keygen: `Usage: pgwitness keygen [--out PREFIX]
+
+Creates an Ed25519 key pair for signed audit checkpoints: PREFIX.jwk (the
+private key, mode 0600: audit.checkpoint.key) and PREFIX.pub.jwk (the public
+key: pgwitness verify --public-key). Default PREFIX: audit-signing in the
+current directory. Refuses to overwrite existing files; prints the key id
+(proxy.start records it as checkpoint_key_id).
+The same key from openssl: openssl genpkey -algorithm ed25519 -out key.pem
+(and openssl pkey -in key.pem -pubout -out key.pub.pem for verify).`,
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -102,6 +120,8 @@ async function main(argv: string[]): Promise<number> {
       return certs(rest)
     case 'verify':
       return verify(rest)
+    case 'keygen':
+      return keygen(rest)
     default:
       return unknown(command)
   }
@@ -228,19 +248,44 @@ async function verify(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
-    options: { partial: { type: 'boolean', default: false }, json: { type: 'boolean', default: false }, 'public-key': { type: 'string' } },
+    options: {
+      partial: { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+      'public-key': { type: 'string', multiple: true },
+      'allow-unsigned-tail': { type: 'boolean', default: false },
+    },
   })
   if (positionals.length === 0) {
     console.error(HELP.verify)
     return 2
   }
-  if (values['public-key'] !== undefined) {
-    console.error('pgwitness verify: note: this version writes no signed checkpoints yet; --public-key is ignored and only the hash chain is checked')
+  let publicKeys: Map<string, KeyObject> | null = null
+  for (const file of values['public-key'] ?? []) {
+    try {
+      publicKeys = new Map([...(publicKeys ?? []), ...loadCheckpointPublicKeys(file)])
+    } catch (err) {
+      console.error(`pgwitness verify: ${(err as Error).message}`)
+      return 2
+    }
   }
-  const result = await verifyChain(positionals, { partial: values.partial })
+  const result = await verifyChain(positionals, { partial: values.partial, publicKeys, allowUnsignedTail: values['allow-unsigned-tail'] })
   if (values.json) console.log(JSON.stringify(result, null, 2))
   else (result.ok ? console.log : console.error)(formatSummary(result))
   return result.ok ? 0 : result.failure?.reason === 'unreadable' ? 2 : 1
+}
+
+function keygen(args: string[]): number {
+  const { values } = parseArgs({ args, options: { out: { type: 'string', default: 'audit-signing' } } })
+  const priv = `${values.out}.jwk`
+  const pub = `${values.out}.pub.jwk`
+  try {
+    const { keyId } = writeCheckpointKeyPair(priv, pub)
+    console.log(`checkpoint signing key written:\n  private ${priv} (mode 0600; audit.checkpoint.key)\n  public  ${pub} (pgwitness verify --public-key)\n  key id  ${keyId}`)
+    return 0
+  } catch (err) {
+    console.error(`pgwitness keygen: ${(err as Error).message}`)
+    return 1
+  }
 }
 
 main(process.argv.slice(2)).then(

@@ -1,12 +1,19 @@
 import net from 'node:net'
 import tls from 'node:tls'
 import type { Logger } from 'pino'
-import { AuditChainer, AuditFanout, DisabledAuditSink, FileAuditSink, StdoutAuditSink, type AuditRecordWriter, type AuditSink } from './audit/log.js'
+import { AuditChainer, AuditFanout, DisabledAuditSink, FileAuditSink, StdoutAuditSink, type AuditRecordWriter, type AuditSink, type CheckpointSchedule } from './audit/log.js'
+import { loadCheckpointSigningKey } from './audit/checkpoint.js'
+import { IntentJournal, intentJournalPath } from './audit/intent-journal.js'
+import { unfinishedStatements } from './audit/recovery.js'
+import { rfc3339Micros } from './util/time.js'
+import { closeUpstreamPool } from './upstream/pool.js'
 import { proxyLifecycleRecord } from './audit/records.js'
+import { startAuditShippers, type AuditShippers } from './audit/sinks/index.js'
 import { loadSqlParser } from './audit/split.js'
-import type { ProxyInfo } from './audit/types.js'
+import type { AuditRecordBody, ProxyInfo } from './audit/types.js'
 import type { PgwitnessConfig, TlsConfig } from './config/types.js'
 import { TokenVerifier } from './identity/jwt.js'
+import { errorResponseFromPgError } from './protocol/backend-messages.js'
 import { PgError, SQLSTATE } from './protocol/errors.js'
 import { CancelRegistry } from './session/cancel-registry.js'
 import type { ProxyContext } from './session/context.js'
@@ -28,6 +35,9 @@ export class ProxyServer {
   /** The /metrics, /healthz, /readyz listener; null without metrics.listen. */
   private metricsHttp: MetricsHttpServer | null = null
   private auditLog: FileAuditSink | null = null
+  /** Shippers of audit.sinks (nats, syslog, http), fed from the audit log file. */
+  private shippers: AuditShippers | null = null
+  private checkpointKeyId: string | null = null
   private upstreamProbe: TcpProbe | null = null
 
   private constructor(
@@ -39,15 +49,20 @@ export class ProxyServer {
   static async start(config: PgwitnessConfig, log: Logger): Promise<ProxyServer> {
     await loadSqlParser()
     const metrics = new PrometheusMetrics()
-    const { sink, file } = await openAuditSink(config, log, metrics)
+    const { sink, file, checkpointKeyId, intents } = await openAuditSink(config, log, metrics, { instance: config.instance, version: VERSION })
     const audit = metrics.meterAudit(sink)
     const secure = secureContextFor(config.tls)
     const proxy: ProxyInfo = { instance: config.instance, version: VERSION }
     const ctx: Mutable<ProxyContext> = {
       config,
       proxy,
-      verifier: new TokenVerifier(config.identity.jwt, { log }),
+      verifier: new TokenVerifier(config.identity.jwt, { log, maxTokenBytes: config.limits.maxTokenBytes }),
       audit,
+      intents,
+      auditUnavailable: () =>
+        file?.error != null ? `the audit log cannot be written (${file.error})`
+          : intents?.error != null ? `the statement intent journal cannot be written (${intents.error})`
+            : null,
       log,
       cancels: new CancelRegistry(),
       metrics,
@@ -67,8 +82,11 @@ export class ProxyServer {
       })
     })
     server.on('error', (err) => log.error({ err: err.message }, 'listener error'))
-    audit.append(proxyLifecycleRecord('proxy.start', proxy, { configSha256: config.sha256, listen: ps.listenAddress, checkpointKeyId: null }))
+    ps.checkpointKeyId = checkpointKeyId
+    audit.append(proxyLifecycleRecord('proxy.start', proxy, { configSha256: config.sha256, listen: ps.listenAddress, checkpointKeyId }))
     log.info({ listen: ps.listenAddress, upstream: `${config.upstream.host}:${config.upstream.port}`, audit: config.audit.log }, 'pgwitness listening')
+    // Shippers read the log file on their own; a sink that is down only grows its lag.
+    ps.shippers = await startAuditShippers(config.audit, { log, metrics, ...(sink instanceof AuditChainer ? { headSeq: () => sink.head.seq } : {}) })
     if (config.metrics.listen) {
       try {
         ps.metricsHttp = await MetricsHttpServer.start(config.metrics.listen, {
@@ -113,7 +131,7 @@ export class ProxyServer {
     const checks: ReadinessCheck[] = [
       { name: 'running', check: () => (this.stopping ? 'the proxy is shutting down' : null) },
       { name: 'config', check: () => null },
-      { name: 'audit_log', check: () => (this.auditLog?.error != null ? `the audit log is not writable: ${this.auditLog.error}` : null) },
+      { name: 'audit_log', check: () => this.ctx.auditUnavailable() },
       { name: 'upstream', check: () => probe.check() },
     ]
     return evaluateReadiness(checks)
@@ -146,6 +164,10 @@ export class ProxyServer {
       socket.destroy()
       return
     }
+    if (this.sessions.size >= this.ctx.config.limits.maxConnections) {
+      this.refuseOverLimit(socket)
+      return
+    }
     const session = new GovernedSession(socket, this.ctx)
     this.sessions.add(session)
     this.metrics.connectionOpened()
@@ -154,6 +176,30 @@ export class ProxyServer {
       this.metrics.connectionClosed()
     })
     session.run().catch((err: Error) => this.ctx.log.error({ err: err.message, stack: err.stack }, 'session crashed'))
+  }
+
+  private overLimitLoggedAt = 0
+  private overLimitRefused = 0
+
+  /**
+   * limits.max_connections reached: refuse at once, as PostgreSQL does when it
+   * is full (FATAL 53300 "sorry, too many clients already"), without TLS or
+   * reading a byte. libpq and the other drivers accept an ErrorResponse in
+   * answer to their SSLRequest and report it.
+   */
+  private refuseOverLimit(socket: net.Socket): void {
+    this.metrics.connectionOutcome('refused')
+    socket.on('error', () => undefined)
+    socket.end(errorResponseFromPgError(new PgError({ code: SQLSTATE.tooManyConnections, message: 'sorry, too many clients already' })))
+    setTimeout(() => socket.destroy(), 1000).unref()
+    this.overLimitRefused++
+    const now = Date.now()
+    if (now - this.overLimitLoggedAt >= 10_000) {
+      this.ctx.log.warn({ max_connections: this.ctx.config.limits.maxConnections, refused: this.overLimitRefused },
+        'limits.max_connections reached: refusing new connections')
+      this.overLimitLoggedAt = now
+      this.overLimitRefused = 0
+    }
   }
 
   /**
@@ -168,7 +214,7 @@ export class ProxyServer {
     const ctx = this.ctx as Mutable<ProxyContext>
     const prev = ctx.config
     const secure = secureContextFor(next.tls)
-    const verifier = new TokenVerifier(next.identity.jwt, { log: ctx.log })
+    const verifier = new TokenVerifier(next.identity.jwt, { log: ctx.log, maxTokenBytes: next.limits.maxTokenBytes })
     const pinned = (['listen', 'metrics', 'audit'] as const).filter((k) => JSON.stringify(prev[k]) !== JSON.stringify(next[k]))
     if (pinned.length > 0) ctx.log.warn({ keys: pinned }, 'these settings change only on restart; their old values stay in force')
     const old = ctx.verifier
@@ -199,10 +245,14 @@ export class ProxyServer {
       await Promise.all([...this.sessions].map((s) => s.closed))
       await closed
       this.audit.append(proxyLifecycleRecord('proxy.stop', this.ctx.proxy, {
-        configSha256: this.ctx.config.sha256, listen: this.listenAddress, checkpointKeyId: null,
+        configSha256: this.ctx.config.sha256, listen: this.listenAddress, checkpointKeyId: this.checkpointKeyId,
       }))
       this.ctx.verifier.close()
+      closeUpstreamPool(this.ctx)
       await this.audit.close()
+      // After the final flush: each shipper may deliver what is left for its drain_timeout, then stops at its cursor.
+      await this.shippers?.stop()
+      await this.ctx.intents?.close()
       await this.metricsHttp?.close()
     })()
     return this.stopping
@@ -211,20 +261,44 @@ export class ProxyServer {
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] }
 
+/**
+ * TLS 1.2 cipher suites offered to clients: forward-secret (ECDHE) AEAD only,
+ * as Mozilla's "intermediate" profile (no CBC, no RSA key exchange, no SHA-1
+ * MACs). TLS 1.3 keeps OpenSSL's default suites (all AEAD).
+ */
+export const CLIENT_TLS12_CIPHERS = [
+  'ECDHE-ECDSA-AES128-GCM-SHA256', 'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384', 'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305', 'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':')
+
 export function secureContextFor(t: TlsConfig): tls.SecureContext {
-  return tls.createSecureContext({ cert: t.cert, key: t.key, minVersion: 'TLSv1.2', ...(t.clientCa ? { ca: t.clientCa } : {}) })
+  return tls.createSecureContext({
+    cert: t.cert,
+    key: t.key,
+    minVersion: 'TLSv1.2',
+    ciphers: CLIENT_TLS12_CIPHERS,
+    honorCipherOrder: true,
+    ...(t.clientCa ? { ca: t.clientCa } : {}),
+  })
 }
 
-async function openAuditSink(config: PgwitnessConfig, log: Logger, metrics: PrometheusMetrics): Promise<{ sink: AuditSink; file: FileAuditSink | null }> {
+async function openAuditSink(
+  config: PgwitnessConfig, log: Logger, metrics: PrometheusMetrics, proxy: ProxyInfo,
+): Promise<{ sink: AuditSink; file: FileAuditSink | null; checkpointKeyId: string | null; intents: IntentJournal | null }> {
   const a = config.audit
   if (!a.enabled) {
     log.warn('audit is DISABLED by configuration (audit.enabled: false): no records are written')
-    return { sink: new DisabledAuditSink(), file: null }
+    return { sink: new DisabledAuditSink(), file: null, checkpointKeyId: null, intents: null }
   }
+  // Load the key before opening the log: a bad key must stop the start, not leave an unsigned log.
+  const checkpoints: CheckpointSchedule | null = a.checkpoint
+    ? { key: loadCheckpointSigningKey(a.checkpoint.key), proxy, everyRecords: a.checkpoint.everyRecords, everySeconds: a.checkpoint.everySeconds }
+    : null
   const sinks: AuditRecordWriter[] = []
   let file: FileAuditSink | null = null
   if (a.log !== null) {
-    sinks.push((file = await FileAuditSink.open(a.log, log, a.fsyncIntervalMs, metrics.auditObserver('file'))))
+    sinks.push((file = await FileAuditSink.open(a.log, log, a.fsyncIntervalMs, metrics.auditObserver('file'), a.rotate)))
     metrics.watchAuditLog(file)
     metrics.watchSink('file')
   }
@@ -234,5 +308,33 @@ async function openAuditSink(config: PgwitnessConfig, log: Logger, metrics: Prom
   }
   // One chain for the log: it continues where the file ends (a stdout-only stream starts at seq 1).
   const writer = sinks.length === 1 ? sinks[0]! : new AuditFanout(sinks)
-  return { sink: new AuditChainer(writer, file?.head, log), file }
+  const chainer = new AuditChainer(writer, file?.head, log, checkpoints)
+  let intents: IntentJournal | null = null
+  if (a.durability === 'strict') {
+    if (file === null || a.log === null) {
+      log.warn('audit.durability strict needs a file log (audit.log): without one, records are written as in batched mode')
+    } else {
+      intents = await openIntentJournal(a.log, chainer, file, log)
+    }
+  }
+  return { sink: chainer, file, checkpointKeyId: checkpoints?.key.keyId ?? null, intents }
+}
+
+/**
+ * Strict durability: open the statement intent journal, and first record the
+ * statements a crashed predecessor forwarded but never saw end (outcome
+ * unknown), durably, before the journal is emptied.
+ */
+async function openIntentJournal(logPath: string, chainer: AuditChainer, file: FileAuditSink, log: Logger): Promise<IntentJournal> {
+  const { journal, previous } = await IntentJournal.open(intentJournalPath(logPath), log)
+  const unfinished = await unfinishedStatements(logPath, previous)
+  for (const i of unfinished) chainer.append({ ...i.record, time: rfc3339Micros() } as AuditRecordBody)
+  if (unfinished.length > 0) {
+    log.warn({ statements: unfinished.length, journal: journal.path },
+      'recorded statements that were forwarded to PostgreSQL before the proxy stopped and whose outcome was never seen (outcome.status unknown)')
+  }
+  await chainer.flush()
+  await journal.reset()
+  file.onSynced((seq) => journal.logSynced(seq))
+  return journal
 }

@@ -120,7 +120,34 @@ function serialize(value: unknown): string | undefined {
   }
 }
 
+/**
+ * Serialized forms of frozen objects. A session's records repeat the same
+ * identity, session, upstream and connection objects in every record; the
+ * session freezes them (deepFreeze) so they are serialized once. Only
+ * deep-frozen values may be frozen at the top: Object.isFrozen is shallow.
+ */
+const frozenText = new WeakMap<object, string | undefined>()
+
+/** Freeze a JSON value and everything in it (so its canonical text may be cached). */
+export function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    for (const v of Object.values(value)) deepFreeze(v)
+    Object.freeze(value)
+  }
+  return value
+}
+
 function serializeObject(value: object): string | undefined {
+  if (Object.isFrozen(value)) {
+    if (frozenText.has(value)) return frozenText.get(value)
+    const text = serializeUncached(value)
+    frozenText.set(value, text)
+    return text
+  }
+  return serializeUncached(value)
+}
+
+function serializeUncached(value: object): string | undefined {
   if (typeof (value as { toJSON?: unknown }).toJSON === 'function') {
     return serialize((value as { toJSON(): unknown }).toJSON())
   }

@@ -1,6 +1,7 @@
 import {
   AUDIT_SCHEMA,
   type AuthFailureRecord,
+  type CheckpointRecord,
   type ConnectionInfo,
   type IdentityInfo,
   type ProxyInfo,
@@ -108,4 +109,8 @@ export function sessionEndRecord(
     bytes_in: f.bytesIn,
     bytes_out: f.bytesOut,
   }
+}
+
+export function checkpointRecord(proxy: ProxyInfo, checkpoint: CheckpointRecord['checkpoint']): Unchained<CheckpointRecord> {
+  return { ...envelope('checkpoint', proxy, null), checkpoint }
 }

@@ -111,6 +111,8 @@ export type SessionEndReason =
   | 'protocol_violation'
   | 'proxy_shutdown'
   | 'policy_terminated'
+  /** The audit log could not be written: the session was ended rather than run statements unaudited. */
+  | 'audit_unavailable'
 
 export type AuthFailureReason =
   | 'token_signature_invalid'
@@ -196,12 +198,23 @@ export interface SessionEndRecord extends Envelope {
   bytes_out: number
 }
 
+/**
+ * checkpoint: the signed chain head. `checkpoint.seq`/`hash` are those of
+ * the record just before this one; `jws` signs them with `time` and
+ * `instance` (see checkpoint.ts).
+ */
+export interface CheckpointRecord extends Envelope {
+  type: 'checkpoint'
+  checkpoint: { seq: number; hash: string; time: string; instance: string; key_id: string; jws: string }
+}
+
 export type AuditRecord =
   | ProxyStartRecord
   | AuthFailureRecord
   | SessionStartRecord
   | StatementRecord
   | SessionEndRecord
+  | CheckpointRecord
 
 /** A record before the writer has chained it: everything but `chain`. */
 export type Unchained<R extends AuditRecord> = R extends unknown ? Omit<R, 'chain'> : never

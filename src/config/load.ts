@@ -142,12 +142,13 @@ function parseSession(r: Reader, v: unknown): SessionLifetimeConfig {
 
 function parseLimits(r: Reader, v: unknown): LimitsConfig {
   const path = ['limits']
-  const m = v === null || v === undefined ? {} : r.mapping(v, path, ['handshake_timeout', 'max_message_bytes', 'max_token_bytes', 'shutdown_grace'])
+  const m = v === null || v === undefined ? {} : r.mapping(v, path, ['handshake_timeout', 'max_message_bytes', 'max_token_bytes', 'max_connections', 'shutdown_grace'])
   return {
     handshakeTimeoutMs: r.duration(m.handshake_timeout, [...path, 'handshake_timeout'], 10_000, 100, 60_000),
     // The wire length field is a signed 32-bit integer.
     maxMessageBytes: r.size(m.max_message_bytes, [...path, 'max_message_bytes'], 64 * 1024 ** 2, 64, 2 ** 31 - 1),
     maxTokenBytes: r.size(m.max_token_bytes, [...path, 'max_token_bytes'], 16384, 1, 1024 ** 2),
+    maxConnections: r.int(m.max_connections, [...path, 'max_connections'], 1000, 1, 1_000_000),
     shutdownGraceMs: r.duration(m.shutdown_grace, [...path, 'shutdown_grace'], 10_000, 0, 600_000),
   }
 }

@@ -1,16 +1,18 @@
 /** `audit:` — where audit records go and what they keep. */
 import { resolve } from 'node:path'
 import { fail, formatPath, type KeyPath, shown, typeName } from './errors.js'
-import { given, NOT_YET, type Reader } from './reader.js'
-import type { AuditConfig } from './types.js'
+import { given, type Reader } from './reader.js'
+import type { AuditConfig, AuditSinkConfig } from './types.js'
+import { isShippedSinkType, parseShippedSink, settleSinkNames, SHIPPED_SINK_TYPES, type ShippedSinkDraft } from './parse-sinks.js'
+import { loadCheckpointSigningKey } from '../audit/checkpoint.js'
 
 const AUDIT_KEYS = [
   'enabled', 'log', 'stdout', 'durability', 'fsync_interval', 'parameters',
   'parameter_hmac_key', 'max_statement_bytes', 'max_parameter_bytes', 'sinks',
+  'checkpoint', 'rotate',
 ]
-const AUDIT_LATER = ['checkpoint']
-const SINK_TYPES = ['stdout', 'file']
-const SINK_TYPES_LATER = ['nats', 'syslog', 'http']
+const AUDIT_LATER: string[] = []
+const SINK_TYPES = ['stdout', 'file', ...SHIPPED_SINK_TYPES]
 
 export function parseAudit(r: Reader, v: unknown): AuditConfig {
   const path = ['audit']
@@ -25,11 +27,17 @@ export function parseAudit(r: Reader, v: unknown): AuditConfig {
 
   let stdout = r.bool(m.stdout, [...path, 'stdout'], false)
 
+  let sinks: AuditSinkConfig[] = []
   if (given(m, 'sinks')) {
     let fileSink: { path: string; at: KeyPath } | null = null
+    const shipped: ShippedSinkDraft[] = []
     r.list(m.sinks, [...path, 'sinks']).forEach((item, i) => {
       const sp = [...path, 'sinks', i]
       const type = sinkType(r, item, sp)
+      if (isShippedSinkType(type)) {
+        shipped.push(parseShippedSink(r, item, sp, type, i))
+        return
+      }
       if (type === 'stdout') {
         r.mapping(item, sp, ['type'])
         stdout = true
@@ -49,6 +57,8 @@ export function parseAudit(r: Reader, v: unknown): AuditConfig {
       }
       log = fs.path
     }
+    // Shipped sinks follow the file log: settled once `log` is final.
+    sinks = settleSinkNames(shipped, log)
   }
 
   const durability = r.oneOf(m.durability, [...path, 'durability'], ['strict', 'batched'] as const, 'strict')
@@ -67,6 +77,37 @@ export function parseAudit(r: Reader, v: unknown): AuditConfig {
   const maxParameterBytes = r.size(m.max_parameter_bytes, [...path, 'max_parameter_bytes'], 4096, 1, 2 ** 30)
   const enabled = r.bool(m.enabled, [...path, 'enabled'], true)
 
+  let checkpoint: AuditConfig['checkpoint'] = null
+  if (given(m, 'checkpoint')) {
+    const cp = [...path, 'checkpoint']
+    const cm = r.mapping(m.checkpoint, cp, ['key', 'every_records', 'every_seconds'])
+    if (!given(cm, 'key')) fail([...cp, 'key'], 'is required: the Ed25519 private key file (create one with "pgwitness keygen")')
+    const key = r.path(cm.key, [...cp, 'key'])
+    try {
+      loadCheckpointSigningKey(key)
+    } catch (err) {
+      fail([...cp, 'key'], (err as Error).message)
+    }
+    checkpoint = {
+      key,
+      everyRecords: r.int(cm.every_records, [...cp, 'every_records'], 1000, 1, 10_000_000),
+      everySeconds: r.int(cm.every_seconds, [...cp, 'every_seconds'], 60, 1, 86_400),
+    }
+    if (log === null && !stdout) fail(cp, 'needs an audit log to write checkpoints into (audit.log or stdout)')
+  }
+
+  let rotate: AuditConfig['rotate'] = null
+  if (given(m, 'rotate')) {
+    const rp = [...path, 'rotate']
+    const rm = r.mapping(m.rotate, rp, ['max_size', 'interval'])
+    if (!given(rm, 'max_size') && !given(rm, 'interval')) fail(rp, 'needs max_size and/or interval (e.g. { max_size: 256MiB, interval: 24h })')
+    if (log === null) fail(rp, 'applies to the audit log file; audit.log is off')
+    rotate = {
+      maxBytes: given(rm, 'max_size') ? r.size(rm.max_size, [...rp, 'max_size'], 0, 4096, 2 ** 48) : null,
+      intervalMs: given(rm, 'interval') ? r.duration(rm.interval, [...rp, 'interval'], 0, 1000, 366 * 86_400_000) : null,
+    }
+  }
+
   return {
     log,
     stdout,
@@ -77,6 +118,9 @@ export function parseAudit(r: Reader, v: unknown): AuditConfig {
     maxStatementBytes,
     maxParameterBytes,
     enabled,
+    sinks,
+    checkpoint,
+    rotate,
   }
 }
 
@@ -88,6 +132,5 @@ function sinkType(r: Reader, item: unknown, path: KeyPath): string {
   if (!given(sm, 'type')) fail([...path, 'type'], `is required (one of ${SINK_TYPES.join(', ')})`)
   const type = r.string(sm.type, [...path, 'type'])
   if (SINK_TYPES.includes(type)) return type
-  if (SINK_TYPES_LATER.includes(type)) fail([...path, 'type'], `sink type ${type} is ${NOT_YET}`)
   fail([...path, 'type'], `must be one of ${SINK_TYPES.join(', ')} (got ${shown(sm.type)})`)
 }

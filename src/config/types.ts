@@ -100,6 +100,24 @@ export interface UpstreamConfig {
   /** Credentials the proxy uses per upstream role. */
   roles: Record<string, UpstreamRoleCredentials>
   connectTimeoutMs: number
+  /** Upstream connection reuse (`upstream.pool`); absent = not configured (off). */
+  pool?: UpstreamPoolConfig
+}
+
+/**
+ * `upstream.pool`: when a governed session ends cleanly, its authenticated
+ * upstream connection is reset (DISCARD ALL) and handed to the next session
+ * with the same role, database, startup parameters and credentials.
+ */
+export interface UpstreamPoolConfig {
+  /** Off by default. */
+  enabled: boolean
+  /** Idle connections kept per (role, database, startup parameters, credentials); more are closed. */
+  maxIdlePerKey: number
+  /** An idle connection unused this long is closed. */
+  idleTimeoutMs: number
+  /** A connection older than this is closed instead of being reused. */
+  maxLifetimeMs: number
 }
 
 export interface PolicyMatch {
@@ -131,11 +149,84 @@ export interface SessionLifetimeConfig {
   maxDurationMs: number | null
 }
 
-export interface AuditSinkConfig {
-  type: 'stdout' | 'file'
-  /** For type file. */
-  path?: string
+/** How a shipped sink renders each record: the v1 line unchanged, or an OCSF 1.x event (src/audit/ocsf.ts). */
+export type AuditSinkFormat = 'v1' | 'ocsf'
+
+/**
+ * A sink fed from the local audit log by a shipper (src/audit/sinks/): it
+ * follows the log from a persisted cursor and delivers at least once.
+ * (`{ type: stdout }` and `{ type: file }` entries of `audit.sinks` are not
+ * shipped: they are folded into AuditConfig.stdout and AuditConfig.log.)
+ */
+export interface ShippedSinkBase {
+  /** Unique; names the cursor file (`<log dir>/.cursors/<name>.json`) and the metrics label. */
+  name: string
+  format: AuditSinkFormat
+  /** Most records per delivery. */
+  batchSize: number
+  /** On shutdown, how long the shipper may go on delivering what is in the log. */
+  drainTimeoutMs: number
+  /** Longest wait between two delivery attempts while the sink fails (exponential backoff cap). */
+  maxBackoffMs: number
 }
+
+/** PEM bundle to trust instead of the system roots, with its path for messages. */
+export interface SinkCa {
+  pem: string
+  path: string
+}
+
+export interface NatsSinkConfig extends ShippedSinkBase {
+  type: 'nats'
+  /** nats:// or tls:// server URLs (a comma-separated `url` is split). */
+  servers: string[]
+  subject: string
+  /** JetStream stream expected to capture `subject`; null = whichever stream does. */
+  stream: string | null
+  /** Create `stream` (file storage, capturing `subject`) when it does not exist. */
+  createStream: boolean
+  /** Duplicate window of a stream created by pgwitness. */
+  duplicateWindowMs: number
+  user: string | null
+  password: string | null
+  token: string | null
+  ca: SinkCa | null
+  /** Connect and PubAck timeout. */
+  timeoutMs: number
+}
+
+export interface SyslogSinkConfig extends ShippedSinkBase {
+  type: 'syslog'
+  transport: 'tcp' | 'tls'
+  host: string
+  port: number
+  ca: SinkCa | null
+  /** Facility code 0..23 (default 10, authpriv). */
+  facility: number
+  /** HOSTNAME of each message (default: this machine's host name). */
+  hostname: string
+  /** Connect and write timeout. */
+  timeoutMs: number
+}
+
+export type HttpEnvelope = 'none' | 'splunk_hec' | 'elastic_bulk'
+
+export interface HttpSinkConfig extends ShippedSinkBase {
+  type: 'http'
+  url: string
+  /** Extra request headers (values may be secrets: never logged). */
+  headers: Record<string, string>
+  envelope: HttpEnvelope
+  /** elastic_bulk: the index of every document; splunk_hec: the HEC index (null = the token's default). */
+  index: string | null
+  ca: SinkCa | null
+  /** Whole-request timeout. */
+  timeoutMs: number
+  /** Largest request body; a larger batch is split (a single larger record is sent alone). */
+  batchBytes: number
+}
+
+export type AuditSinkConfig = NatsSinkConfig | SyslogSinkConfig | HttpSinkConfig
 
 export interface AuditConfig {
   /** Path of the local audit log (JSON lines); null = no file log. */
@@ -154,6 +245,12 @@ export interface AuditConfig {
   maxParameterBytes: number
   /** False only for benchmarking the relay without auditing. */
   enabled: boolean
+  /** Sinks shipped from the file log (nats, syslog, http); they need `log`. */
+  sinks: AuditSinkConfig[]
+  /** Signed checkpoints of the chain head; null = none. */
+  checkpoint: { key: string; everyRecords: number; everySeconds: number } | null
+  /** Rotation of the audit log file by size and/or age; null = never. */
+  rotate: { maxBytes: number | null; intervalMs: number | null } | null
 }
 
 export interface LimitsConfig {
@@ -163,6 +260,11 @@ export interface LimitsConfig {
   maxMessageBytes: number
   /** Largest password message (the token) accepted. */
   maxTokenBytes: number
+  /**
+   * Most client connections open at once (handshaking or in a session); one
+   * more is refused at accept with FATAL 53300, before any TLS or parsing.
+   */
+  maxConnections: number
   /** On shutdown, how long statements in flight may run before their sessions are ended. */
   shutdownGraceMs: number
 }

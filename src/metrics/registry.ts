@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks'
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type LabelValues } from 'prom-client'
 import type { AuditSink, AuditSinkObserver } from '../audit/log.js'
-import type { AuditRecord, AuthFailureReason, OutcomeStatus } from '../audit/types.js'
+import type { AuditRecordBody, AuthFailureReason, OutcomeStatus } from '../audit/types.js'
 import type { JwksStats } from '../identity/jwks.js'
 
 /**
@@ -48,6 +48,8 @@ export interface AuditSinkLag {
   lagRecords(): number
   /** Age of the oldest record not yet delivered (0 when none). */
   lagSeconds(): number
+  /** Records delivered (acknowledged by the sink) since start; absent for the in-line writers. */
+  delivered?(): number
 }
 
 /** What the proxy reports; every method is cheap enough for its call site. */
@@ -73,6 +75,18 @@ export interface ProxyMetrics {
   /** Run the upstream connect + login and observe how long it took (result ok / error). */
   timeUpstreamConnect<T>(connect: () => Promise<T>): Promise<T>
   upstreamConnect(seconds: number, ok: boolean): void
+  /** The upstream connection pool (upstream.pool), read at scrape time. Optional: a pool may run without metrics. */
+  watchUpstreamPool?(stats: () => UpstreamPoolStats): void
+}
+
+/** Counts of the upstream connection pool (src/upstream/pool.ts). */
+export interface UpstreamPoolStats {
+  /** Idle authenticated connections waiting for a session now. */
+  readonly idle: number
+  /** Sessions that got a pooled connection instead of a new one (monotonic). */
+  readonly reused: number
+  /** Connections closed by the pool instead of being kept or handed out, by reason (monotonic). */
+  readonly discarded: Readonly<Record<string, number>>
 }
 
 /** Buckets (seconds) for statement durations: 100 µs … 30 s. */
@@ -195,6 +209,7 @@ export class PrometheusMetrics implements ProxyMetrics {
   private auditLog: AuditLogState | null = null
   private readonly sinks = new Map<string, AuditSinkLag>()
   private jwksStats: () => Record<string, JwksStats> = () => ({})
+  private poolStats: (() => UpstreamPoolStats) | null = null
 
   constructor() {
     const registers = [this.registry]
@@ -296,6 +311,15 @@ export class PrometheusMetrics implements ProxyMetrics {
         for (const [sink, s] of metrics.sinks) this.set({ sink }, s.lagSeconds())
       },
     })
+    sourcedCounter({
+      name: `${p}audit_sink_delivered_total`,
+      help: 'Audit records delivered to each shipped sink (nats, syslog, http) and acknowledged by it; a record re-sent after a failure counts again.',
+      labelNames: ['sink'],
+      registers,
+      read: (emit) => {
+        for (const [sink, s] of metrics.sinks) if (s.delivered) emit({ sink }, s.delivered())
+      },
+    })
     this.auditErrors = new Counter({ name: `${p}audit_delivery_errors_total`, help: 'Failed attempts to write or deliver audit records, by sink (each is retried).', labelNames: ['sink'], registers })
 
     sourcedCounter({
@@ -326,6 +350,31 @@ export class PrometheusMetrics implements ProxyMetrics {
       registers,
       collect() {
         for (const [issuer, s] of Object.entries(metrics.jwksStats())) this.set({ issuer }, s.lastSuccessAt === null ? 0 : s.lastSuccessAt / 1000)
+      },
+    })
+
+    new Gauge({
+      name: `${p}upstream_pool_idle_connections`,
+      help: 'Authenticated upstream connections idle in the pool (upstream.pool), ready for the next session.',
+      registers,
+      collect() {
+        this.set(metrics.poolStats?.().idle ?? 0)
+      },
+    })
+    sourcedCounter({
+      name: `${p}upstream_pool_reused_total`,
+      help: 'Sessions that were handed a pooled upstream connection (reset with DISCARD ALL) instead of a new one.',
+      labelNames: [],
+      registers,
+      read: (emit) => emit({}, this.poolStats?.().reused ?? 0),
+    })
+    sourcedCounter({
+      name: `${p}upstream_pool_discarded_total`,
+      help: 'Upstream connections the pool closed instead of keeping or handing them out, by reason.',
+      labelNames: ['reason'],
+      registers,
+      read: (emit) => {
+        for (const [reason, n] of Object.entries(this.poolStats?.().discarded ?? {})) emit({ reason }, n)
       },
     })
 
@@ -413,9 +462,9 @@ export class PrometheusMetrics implements ProxyMetrics {
   meterAudit(sink: AuditSink): AuditSink {
     const metrics = this
     return {
-      append(record: AuditRecord): void {
+      append(record: AuditRecordBody): number {
         metrics.auditRecords++
-        sink.append(record)
+        return sink.append(record)
       },
       flush: () => sink.flush(),
       close: () => sink.close(),
@@ -441,6 +490,11 @@ export class PrometheusMetrics implements ProxyMetrics {
   /** A delivery sink, for the lag gauges (the local log and stdout are written in line: lag 0). */
   watchSink(name: string, lag: AuditSinkLag = { lagRecords: () => 0, lagSeconds: () => 0 }): void {
     this.sinks.set(name, lag)
+  }
+
+  /** The upstream connection pool's counts, read at scrape time. */
+  watchUpstreamPool(stats: () => UpstreamPoolStats): void {
+    this.poolStats = stats
   }
 
   /** JWKS fetch statistics, read at scrape time. */

@@ -94,6 +94,8 @@ export class MessageStream {
           this.capture = Buffer.allocUnsafe(this.remaining)
           this.captureFill = 0
         }
+        // The header ended the chunk: the body starts with the next one (never hand out an empty piece).
+        if (off === len) return
       }
       // Inside a body.
       const take = Math.min(this.remaining, len - off)

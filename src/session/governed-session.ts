@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto'
 import net from 'node:net'
 import tls from 'node:tls'
 import type { Duplex } from 'node:stream'
-import type { AuthFailureReason, ConnectionInfo, IdentityInfo, SessionEndReason } from '../audit/types.js'
+import type { AuthFailureReason, ConnectionInfo, IdentityInfo, SessionEndReason, StatementRecord, Unchained } from '../audit/types.js'
 import { authFailureRecord, sessionEndRecord, sessionStartRecord, statementRecord, type SessionContext } from '../audit/records.js'
 import { identityInfo, IdentityError, type WorkloadIdentity } from '../identity/identity.js'
 import { certificateIdentity, combineTokenAndCertificate, tokenIsBoundTo, verifiedClientCertificate, type ClientCertificate } from '../identity/mtls.js'
@@ -12,14 +12,21 @@ import * as msg from '../protocol/backend-messages.js'
 import { PgError, ProtocolViolation, SQLSTATE } from '../protocol/errors.js'
 import { decodePassword, FrontendType } from '../protocol/frontend.js'
 import { decodeStartupPacket } from '../protocol/startup.js'
-import { connectUpstream, sendUpstreamCancel, UpstreamError, type UpstreamConnection } from '../upstream/connect.js'
+import { sendUpstreamCancel, UpstreamError, type UpstreamConnection } from '../upstream/connect.js'
+import { openUpstream } from '../upstream/pool.js'
 import { uuidv7 } from '../util/ids.js'
+import { deepFreeze } from '../audit/canonical-json.js'
 import { rfc3339Micros } from '../util/time.js'
 import type { ProxyContext } from './context.js'
 import { startupParametersFor } from './startup-parameters.js'
-import { Relay } from './relay.js'
-import { ClientGone, SocketReader } from './socket-reader.js'
+import { Relay, type RelayEvents } from './relay.js'
+import type { ObservedStatement } from './statement-tracker.js'
+import type { IntentJournal, StatementIntent } from '../audit/intent-journal.js'
+import { ClientGone, MessageTooLarge, SocketReader } from './socket-reader.js'
 import { HandshakeError } from './handshake-error.js'
+
+/** outcome.message of a statement forwarded whose end the proxy never saw. */
+const OUTCOME_UNSEEN = 'pgwitness did not see this statement end (the session or the proxy stopped first); it was forwarded to the server at outcome.started_at'
 
 /** What the client asked for in its StartupMessage. */
 interface Requested {
@@ -49,6 +56,13 @@ export class GovernedSession {
   private context: SessionContext | null = null
   private cancelId: number | null = null
   private statements = 0
+  private readonly auditEnabled: boolean
+  /** chain.seq of this session's session.start record. */
+  private startSeq = 0
+  /** Strict durability: statements forwarded (or about to be) whose outcome is not recorded yet, by intent key. */
+  private readonly intents = new Map<number, StatementIntent>()
+  /** Intents of the client chunk being decoded, not yet durable. */
+  private newIntents: StatementIntent[] = []
   private startedAtMs = 0
   private handshakeTimer: NodeJS.Timeout | null = null
   private lifetimeTimer: NodeJS.Timeout | null = null
@@ -70,6 +84,7 @@ export class GovernedSession {
     private readonly ctx: ProxyContext,
   ) {
     this.config = ctx.config
+    this.auditEnabled = ctx.config.audit.enabled
     this.socket = raw
     this.client = { address: raw.remoteAddress ?? '', port: raw.remotePort ?? 0 }
     raw.setNoDelay(true)
@@ -190,7 +205,8 @@ export class GovernedSession {
     if (this.handshakeOver) return
 
     const sessionId = uuidv7()
-    const upstream = await this.ctx.metrics.timeUpstreamConnect(() => connectUpstream(cfg.upstream, {
+    // From upstream.pool when it is enabled (a reused connection, reset and re-tagged), else a new one.
+    const upstream = await this.ctx.metrics.timeUpstreamConnect(() => openUpstream(this.ctx, cfg.upstream, {
       role: req.user,
       database: req.database,
       password: cfg.upstream.roles[req.user]?.password ?? null,
@@ -203,7 +219,8 @@ export class GovernedSession {
     this.upstream = upstream
     this.finishHandshake()
     this.startedAtMs = Date.now()
-    this.context = {
+    // Frozen: every record of the session repeats these objects, and frozen ones are serialized once (canonical-json.ts).
+    this.context = deepFreeze({
       proxy: this.ctx.proxy,
       connection: this.connection,
       session: { id: sessionId, started_at: rfc3339Micros(), application_name: req.applicationName },
@@ -216,8 +233,8 @@ export class GovernedSession {
         backend_pid: upstream.backendPid,
         server_session_id: upstream.serverSessionId,
       },
-    }
-    this.ctx.audit.append(sessionStartRecord(this.context))
+    })
+    this.startSeq = this.ctx.audit.append(sessionStartRecord(this.context))
     this.ctx.metrics.sessionStarted(rule.name)
 
     const key = this.ctx.cancels.register(this)
@@ -234,17 +251,86 @@ export class GovernedSession {
       maxParameterBytes: a.maxParameterBytes,
       parameters: { mode: a.parameters, hmacKey: a.parameterHmacKey },
     }, {
-      statement: (s) => {
-        this.statements++
-        this.ctx.metrics.statement(s.classes, s.status, s.durationUs)
-        this.ctx.audit.append(statementRecord(this.context!, this.statements, s))
-      },
+      statement: (s) => this.recordStatement(s),
       end: (reason, detail) => this.ended(reason, detail),
+      auditUnavailable: () => this.ctx.auditUnavailable(),
+      ...(this.ctx.intents ? this.strictEvents(this.ctx.intents) : {}),
     })
     this.ctx.log.debug({ session: sessionId, subject: identity.subject, role: req.user, database: req.database }, 'session started')
     this.ctx.metrics.relayStarted(this.relay)
     this.relay.start(reader.detach())
     this.scheduleLifetimeEnd(identity)
+  }
+
+  private recordStatement(s: ObservedStatement): void {
+    this.statements++
+    this.ctx.metrics.statement(s.classes, s.status, s.durationUs)
+    if (!this.auditEnabled) return // audit.enabled: false (benchmarks of the bare relay): no record to build
+    const rec = statementRecord(this.context!, this.statements, s)
+    const intent = s.key > 0 ? this.intents.get(s.key) : undefined
+    if (intent === undefined) {
+      this.ctx.audit.append(rec)
+      return
+    }
+    // The outcome of a statement whose intent is in the journal: same record id, so recovery can tell it was recorded.
+    this.intents.delete(s.key)
+    rec.id = intent.id
+    this.ctx.intents!.resolve(intent.id, this.ctx.audit.append(rec))
+  }
+
+  /**
+   * Strict durability (see intent-journal.ts): every statement gets an intent
+   * (its record with outcome unknown) before it is forwarded, and the relay
+   * holds the client's bytes until the journal has them on disk.
+   */
+  private strictEvents(journal: IntentJournal): Pick<RelayEvents, 'intent' | 'skipped' | 'beforeForward'> {
+    return {
+      intent: (key, s) => {
+        const rec = statementRecord(this.context!, this.statements + this.intents.size + 1, {
+          ...s, status: 'unknown', commandTag: null, rows: null, sqlstate: null, message: OUTCOME_UNSEEN, durationUs: null,
+        })
+        const intent: StatementIntent = { id: rec.id, afterSeq: this.startSeq, record: rec }
+        this.intents.set(key, intent)
+        this.newIntents.push(intent)
+      },
+      skipped: (key) => {
+        const intent = this.intents.get(key)
+        if (intent === undefined) return
+        this.intents.delete(key)
+        journal.discard(intent.id)
+      },
+      beforeForward: () => {
+        if (this.newIntents.length === 0) return null
+        const batch = this.newIntents
+        this.newIntents = []
+        return journal.commit(batch).catch((err: Error) => {
+          // Not forwarded: these statements were refused, and are recorded so (the record waits in memory until the log is writable).
+          for (const i of batch) this.refuseIntent(i, err.message)
+          throw new Error(`the statement intent journal cannot be written (${err.message})`)
+        })
+      },
+    }
+  }
+
+  private refuseIntent(intent: StatementIntent, why: string): void {
+    for (const [k, v] of this.intents) if (v === intent) this.intents.delete(k)
+    this.ctx.intents!.discard(intent.id)
+    const rec = intent.record as Unchained<StatementRecord>
+    this.statements++
+    this.ctx.audit.append({
+      ...rec,
+      outcome: { ...rec.outcome, status: 'denied', sqlstate: SQLSTATE.ioError, message: `pgwitness: the statement intent journal cannot be written (${why}); statements are refused rather than run unaudited`, duration_us: 0 },
+    })
+  }
+
+  /** At session end: statements forwarded whose end was never seen are recorded with outcome unknown. */
+  private recordUnfinished(): void {
+    for (const intent of this.intents.values()) {
+      this.statements++
+      const rec = intent.record as Unchained<StatementRecord>
+      this.ctx.intents!.resolve(intent.id, this.ctx.audit.append({ ...rec, time: rfc3339Micros(), statement: { ...rec.statement, seq: this.statements } }))
+    }
+    this.intents.clear()
   }
 
   /**
@@ -295,7 +381,14 @@ export class GovernedSession {
       this.identity = certOnly
     }
     this.socket.write(msg.authenticationCleartextPassword())
-    const m = await reader.readMessage(cfg.limits.maxTokenBytes)
+    const m = await reader.readMessage(cfg.limits.maxTokenBytes).catch((err: unknown) => {
+      // A password message longer than limits.max_token_bytes: an oversized token, refused from its header alone.
+      if (err instanceof MessageTooLarge && err.type === FrontendType.Password) {
+        this.credentialPresented = true
+        throw new IdentityError('token_malformed', `the token is too large (a ${err.length - 5}-byte password; limits.max_token_bytes is ${err.maxBody})`)
+      }
+      throw err
+    })
     if (m.type !== FrontendType.Password) throw new ProtocolViolation(`expected a password message, got message type ${m.type}`)
     const token = decodePassword(m.body)
     this.credentialPresented = token.length > 0
@@ -332,6 +425,11 @@ export class GovernedSession {
     if (this.lifetimeTimer) clearTimeout(this.lifetimeTimer)
     const r = this.relay!
     this.ctx.metrics.relayEnded(r)
+    // upstream.pool: hand the connection back (reset and kept if the session ended idle, else closed).
+    if (this.upstream?.release) {
+      this.upstream.release(reason)
+      this.upstream = null // a late cancel request must not reach the connection's next session
+    }
     this.ctx.audit.append(sessionEndRecord(this.context!, {
       reason,
       detail,
@@ -361,6 +459,20 @@ export class GovernedSession {
     this.handshakeOver = true
     this.finishHandshake()
     reader?.detach()
+    // An upstream connection made before the failure (the session could not be set up) is never used.
+    if (this.upstream && !this.relay) this.upstream.socket.destroy()
+    try {
+      this.tellAndRecord(err)
+    } catch (e) {
+      // Never leave the connection (and the proxy's session count) hanging on a bug in building a record.
+      this.ctx.log.error({ connection: this.connectionId, err: (e as Error)?.message }, 'recording a refused connection failed')
+    } finally {
+      setTimeout(() => this.socket.destroy(), 1000).unref()
+      this.resolveClosed()
+    }
+  }
+
+  private tellAndRecord(err: unknown): void {
     const failure = classifyFailure(err)
     if (failure.tell && !this.socket.destroyed) this.socket.end(msg.errorResponseFromPgError(failure.tell))
     this.ctx.metrics.connectionOutcome(this.requested !== null ? 'refused' : 'aborted')
@@ -377,8 +489,6 @@ export class GovernedSession {
     } else if (failure.record) {
       this.ctx.log.info({ connection: this.connectionId, reason: failure.record.reason, detail: failure.record.detail }, 'connection refused before startup')
     }
-    setTimeout(() => this.socket.destroy(), 1000).unref()
-    this.resolveClosed()
   }
 }
 

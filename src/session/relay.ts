@@ -18,7 +18,7 @@ import {
   type DecodedBind,
 } from '../protocol/frontend.js'
 import { BodyMode, MessageStream, type MessageHandler } from '../protocol/message-stream.js'
-import { StatementTracker, type ObservedStatement } from './statement-tracker.js'
+import { StatementTracker, type Denial, type ForwardedStatement, type ObservedStatement } from './statement-tracker.js'
 import { serialize } from 'pg-protocol'
 import { splitStatements, type SplitStatement } from '../audit/split.js'
 import { reservedSettingViolation } from '../policy/reserved-settings.js'
@@ -33,6 +33,18 @@ export interface RelayOptions {
 
 export interface RelayEvents {
   statement(s: ObservedStatement): void
+  /** Strict durability: a statement is about to be forwarded (see StatementTracker onIntent). */
+  intent?(key: number, s: ForwardedStatement): void
+  /** A statement given an intent will not run (the server skipped it). */
+  skipped?(key: number): void
+  /**
+   * After a client chunk is decoded, before its bytes go upstream: a promise
+   * to wait for (the intents of the chunk's statements being made durable),
+   * or null to forward at once. A rejection ends the session (fail closed).
+   */
+  beforeForward?(): Promise<void> | null
+  /** Why statements cannot be audited right now (the audit log is not writable), or null. */
+  auditUnavailable?(): string | null
   /** Called exactly once, after both sockets are closed or being closed. */
   end(reason: SessionEndReason, detail: string | null): void
 }
@@ -67,8 +79,13 @@ export class Relay {
   private readonly out = new OutputRun()
   /** Prepared statements whose Parse was refused and replaced (their Binds carry no parameters). */
   private readonly deniedStatements = new Set<string>()
+  /** Portals bound to such statements: executing them runs only the refusal. */
+  private readonly deniedPortals = new Set<string>()
   private ended = false
   private clientTerminated = false
+  /** Waiting for beforeForward(): client chunks that arrive meanwhile wait here, in order. */
+  private gated = false
+  private held: Buffer[] = []
   // Stream-mode state for one large frontend message at a time.
   private bindStream: BindStreamDecoder | null = null
   private textPrefix: Buffer[] = []
@@ -80,7 +97,11 @@ export class Relay {
     private readonly opts: RelayOptions,
     private readonly events: RelayEvents,
   ) {
-    this.tracker = new StatementTracker({ maxStatementBytes: opts.maxStatementBytes, onStatement: (s) => events.statement(s) })
+    this.tracker = new StatementTracker({
+      maxStatementBytes: opts.maxStatementBytes,
+      onStatement: (s) => events.statement(s),
+      ...(events.intent ? { onIntent: (k: number, s: ForwardedStatement) => events.intent!(k, s), onSkipped: (k: number) => events.skipped?.(k) } : {}),
+    })
     this.fromClient = new MessageStream(this.frontendHandler(), opts.maxMessageBytes, 'client')
     this.fromServer = new MessageStream(this.backendHandler(), 0x7fffffff, 'server')
   }
@@ -91,7 +112,9 @@ export class Relay {
     client.on('data', (chunk: Buffer) => this.clientData(chunk))
     upstream.on('data', (chunk: Buffer) => this.upstreamData(chunk))
     client.on('drain', () => upstream.resume())
-    upstream.on('drain', () => client.resume())
+    upstream.on('drain', () => {
+      if (!this.gated) client.resume()
+    })
     client.on('end', () => this.finish('client_closed', null))
     client.on('close', () => this.finish('client_closed', null))
     client.on('error', (e: Error) => this.finish('client_closed', `client connection error: ${e.message}`))
@@ -115,6 +138,10 @@ export class Relay {
 
   private clientData(chunk: Buffer): void {
     if (this.ended) return
+    if (this.gated) {
+      this.held.push(chunk)
+      return
+    }
     this.bytesIn += chunk.length
     let violation: PgError | null = null
     try {
@@ -122,18 +149,43 @@ export class Relay {
     } catch (err) {
       violation = err instanceof PgError ? err : new ProtocolViolation(String(err))
     }
-    // Forward what was framed (the valid messages before a violation too), in one write when possible.
     const out = this.out.take()
+    const gate = this.events.beforeForward?.() ?? null
+    if (gate === null) return this.forward(out, violation)
+    // Strict durability: nothing of this chunk goes upstream before its statements' intents are on disk.
+    this.gated = true
+    this.client.pause()
+    gate.then(
+      () => {
+        this.gated = false
+        if (this.ended) return
+        this.forward(out, violation)
+        if (!this.ended && !this.upstreamFull) this.client.resume()
+        while (!this.gated && !this.ended && this.held.length > 0) this.clientData(this.held.shift()!)
+      },
+      (err: Error) => {
+        this.gated = false
+        this.fail('audit_unavailable', new AuditUnavailable(err.message))
+      },
+    )
+  }
+
+  /** The upstream socket's buffer is full: the client stays paused until it drains. */
+  private upstreamFull = false
+
+  /** Forward what was framed (the valid messages before a violation too), in one write when possible. */
+  private forward(out: Buffer[], violation: PgError | null): void {
+    let ok = true
     if (out.length === 1) {
-      if (!this.upstream.write(out[0]!)) this.client.pause()
+      ok = this.upstream.write(out[0]!)
     } else if (out.length > 1) {
       this.upstream.cork()
-      let ok = true
       for (const b of out) ok = this.upstream.write(b) && ok
       this.upstream.uncork()
-      if (!ok) this.client.pause()
     }
-    if (violation) this.fail('protocol_violation', violation)
+    this.upstreamFull = !ok
+    if (!ok) this.client.pause()
+    if (violation) this.fail(violation instanceof AuditUnavailable ? 'audit_unavailable' : 'protocol_violation', violation)
   }
 
   private upstreamData(chunk: Buffer): void {
@@ -261,13 +313,13 @@ export class Relay {
     switch (type) {
       case F.Query: {
         const text = decodeQuery(body).text
-        const denial = firstDenial(splitStatements(text))
+        const denial = this.auditDenial() ?? firstDenial(splitStatements(text))
         t.query(text, false, denial)
         return denial ? serialize.query(denialStatement(denial)) : null
       }
       case F.Parse: {
         const p = decodeParse(body)
-        const denial = firstDenial(splitStatements(p.text).slice(0, 1))
+        const denial = this.auditDenial() ?? firstDenial(splitStatements(p.text).slice(0, 1))
         t.parse(p.name, p.text, false, denial)
         if (!denial) {
           this.deniedStatements.delete(p.name)
@@ -281,11 +333,19 @@ export class Relay {
       case F.Bind: {
         const b = decodeBind(body, this.opts.maxParameterBytes)
         this.recordBind(b)
-        return this.deniedStatements.has(b.statement) ? serialize.bind({ portal: b.portal, statement: b.statement, values: [] }) : null
+        if (!this.deniedStatements.has(b.statement)) {
+          this.deniedPortals.delete(b.portal)
+          return null
+        }
+        this.deniedPortals.add(b.portal)
+        return serialize.bind({ portal: b.portal, statement: b.statement, values: [] })
       }
-      case F.Execute:
-        t.execute(decodeExecute(body).portal)
+      case F.Execute: {
+        const portal = decodeExecute(body).portal
+        this.refuseUnaudited(!this.deniedPortals.has(portal))
+        t.execute(portal)
         return null
+      }
       case F.Describe:
         t.describe(decodeDescribe(body).target)
         return null
@@ -298,6 +358,7 @@ export class Relay {
         t.sync()
         return null
       case F.FunctionCall: {
+        this.refuseUnaudited(true)
         const f = decodeFunctionCall(body, this.opts.maxParameterBytes)
         t.functionCall(f.functionOid, recordParameters(f.args, (i) => bindParamFormat({ paramFormats: f.argFormats }, i), this.opts.parameters))
         return null
@@ -305,6 +366,22 @@ export class Relay {
       default:
         return null // Flush, CopyFail, Terminate: nothing to record
     }
+  }
+
+  /** Fail closed: while the audit log cannot be written, statements are refused rather than run unaudited. */
+  private auditDenial(): Denial | null {
+    const why = this.events.auditUnavailable?.() ?? null
+    return why === null ? null : { code: SQLSTATE.ioError, reason: `${why}; statements are refused rather than run unaudited` }
+  }
+
+  /**
+   * An Execute of a statement prepared earlier (or a FunctionCall) cannot be
+   * replaced by a refusal the way a Query or Parse is: while the audit log
+   * cannot be written, the session ends instead (FATAL 58030).
+   */
+  private refuseUnaudited(wouldRun: boolean): void {
+    const why = wouldRun ? this.events.auditUnavailable?.() ?? null : null
+    if (why !== null) throw new AuditUnavailable(why)
   }
 
   private recordBind(b: DecodedBind): void {
@@ -334,12 +411,19 @@ function frameHeader(type: number, bodyLength: number): Buffer {
 }
 
 /** The first statement a client may not run, as the reason it may not. */
-function firstDenial(statements: readonly SplitStatement[]): string | null {
+function firstDenial(statements: readonly SplitStatement[]): Denial | null {
   for (const s of statements) {
     const why = reservedSettingViolation(s)
-    if (why) return why
+    if (why) return { code: SQLSTATE.insufficientPrivilege, reason: why }
   }
   return null
+}
+
+/** The audit log cannot be written: the session ends rather than run a statement unaudited. */
+export class AuditUnavailable extends PgError {
+  constructor(why: string) {
+    super({ code: SQLSTATE.ioError, message: `pgwitness: ${why}; the session is ended rather than run statements unaudited` })
+  }
 }
 
 /**
@@ -348,9 +432,10 @@ function firstDenial(statements: readonly SplitStatement[]): string | null {
  * protocol order and the server's transaction fails exactly as PostgreSQL's
  * own refusal would make it.
  */
-export function denialStatement(reason: string): string {
-  const msg = `pgwitness: ${reason}`.replace(/'/g, "''").replace(/\$/g, '')
-  return `DO $pgw$BEGIN RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = '${msg}'; END$pgw$`
+export function denialStatement(denial: Denial): string {
+  const msg = `pgwitness: ${denial.reason}`.replace(/'/g, "''").replace(/\$/g, '')
+  // The code is one of ours (SQLSTATE constants): five characters [0-9A-Z].
+  return `DO $pgw$BEGIN RAISE EXCEPTION USING ERRCODE = '${denial.code}', MESSAGE = '${msg}'; END$pgw$`
 }
 
 /**

@@ -45,12 +45,17 @@ export class SocketReader {
     }
   }
 
-  /** The next typed message; returns its type and body. */
+  /**
+   * The next typed message; returns its type and body. A declared length
+   * outside 4..maxBody+4 is refused from the header alone (MessageTooLarge
+   * for a too-large one), before any of the body is buffered.
+   */
   async readMessage(maxBody: number): Promise<{ type: number; body: Buffer }> {
     for (;;) {
       if (this.buf.length >= 5) {
         const len = this.buf.readInt32BE(1)
-        if (len < 4 || len - 4 > maxBody) throw new ProtocolViolation(`invalid message length ${len} during authentication`)
+        if (len < 4) throw new ProtocolViolation(`invalid message length ${len} during authentication`)
+        if (len - 4 > maxBody) throw new MessageTooLarge(this.buf[0]!, len, maxBody)
         if (this.buf.length >= 1 + len) {
           const type = this.buf[0]!
           const msg = this.take(1 + len)
@@ -96,6 +101,18 @@ export class SocketReader {
     const w = this.waiter
     this.waiter = null
     w?.()
+  }
+}
+
+/** A message during the handshake declared a body longer than allowed. */
+export class MessageTooLarge extends ProtocolViolation {
+  constructor(
+    readonly type: number,
+    readonly length: number,
+    readonly maxBody: number,
+  ) {
+    super(`invalid message length ${length} during authentication`, `At most ${maxBody + 4} bytes are accepted.`)
+    this.name = 'MessageTooLarge'
   }
 }
 

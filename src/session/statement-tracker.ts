@@ -19,6 +19,12 @@ import { decodeUtf8Prefix } from '../util/utf8.js'
  */
 
 export interface ObservedStatement {
+  /**
+   * Intent key (strict durability): the number the statement got when it was
+   * forwarded (onIntent), 0 when intents are off or for outcomes that are
+   * not a forwarded execution (a Parse or Bind refused, an implicit COMMIT).
+   */
+  key: number
   protocol: StatementInfo['protocol']
   text: string | null
   textTruncated: boolean
@@ -46,13 +52,22 @@ export interface BackendError {
   message: string
 }
 
+/** Why the proxy refused a statement (a refusal raising `code` went upstream instead of it). */
+export interface Denial {
+  code: string
+  reason: string
+}
+
+/** A statement as it is when forwarded: everything but its outcome. */
+export type ForwardedStatement = Open['base']
+
 interface Prepared {
   name: string
   text: string
   truncated: boolean
   split: SplitStatement
   /** Why the proxy refused this statement (it was replaced upstream by a refusal), or null. */
-  denial: string | null
+  denial: Denial | null
 }
 
 interface Portal {
@@ -75,7 +90,7 @@ interface Open {
 }
 
 type Expect =
-  | { kind: 'query'; statements: readonly SplitStatement[]; text: string; truncated: boolean; index: number; current: Open | null; failed: boolean; denial: string | null }
+  | { kind: 'query'; statements: readonly SplitStatement[]; text: string; truncated: boolean; index: number; current: Open | null; failed: boolean; denial: Denial | null; keyBase: number }
   | { kind: 'parse'; stmt: Prepared; sentAt: number }
   | { kind: 'bind'; portal: Portal; sentAt: number }
   | { kind: 'execute'; portal: Portal; open: Open }
@@ -95,11 +110,20 @@ const IMPLICIT_COMMIT: SplitStatement = unparsedStatement('', 'COMMIT')
 const UNKNOWN_STATEMENT: SplitStatement = unparsedStatement('')
 const FUNCTION_CALL: SplitStatement = { ...unparsedStatement('', 'FUNCTION CALL'), classes: ['FUNCTION'] }
 
+const NO_NAMES = { parameters: null, preparedName: null, portal: null } as const
+
 export const TRACKER_BODY_TYPES: ReadonlySet<number> = new Set([BE.CommandComplete, BE.ReadyForQuery])
 
 export interface TrackerOptions {
   maxStatementBytes: number
   onStatement: (s: ObservedStatement) => void
+  /**
+   * Strict durability: called for every statement the client sends for
+   * execution, before it is forwarded, with the key its outcome will carry.
+   */
+  onIntent?: (key: number, statement: ForwardedStatement) => void
+  /** A statement given a key will never have an outcome: the server skipped it (an earlier error). */
+  onSkipped?: (key: number) => void
 }
 
 export class StatementTracker {
@@ -108,8 +132,16 @@ export class StatementTracker {
   private readonly prepared = new Map<string, Prepared>()
   private readonly portals = new Map<string, Portal>()
   private inTransaction = false
+  private nextKey = 1
 
   constructor(private readonly opts: TrackerOptions) {}
+
+  /** Give a statement about to be forwarded its intent key (strict durability only). */
+  private intend(open: Open): void {
+    if (!this.opts.onIntent) return
+    open.base.key = this.nextKey++
+    this.opts.onIntent(open.base.key, open.base)
+  }
 
   /** Number of responses still expected (for tests and shutdown). */
   get pending(): number {
@@ -119,15 +151,22 @@ export class StatementTracker {
   // ---- frontend -------------------------------------------------------
 
   /** A simple Query; `denial` when the proxy refused it (a refusal went upstream instead). */
-  query(text: string, truncated: boolean, denial: string | null = null): void {
+  query(text: string, truncated: boolean, denial: Denial | null = null): void {
     const statements = truncated
       ? [unparsedStatement(text)]
       : splitStatements(text)
-    this.push({ kind: 'query', statements, text, truncated, index: 0, current: null, failed: false, denial })
+    let keyBase = 0
+    if (this.opts.onIntent) {
+      // Every statement of the string may run: each gets its intent now, in order.
+      keyBase = this.nextKey
+      const now = nowMicros()
+      for (const st of statements) this.intend(this.openStatement('simple', st, truncated, NO_NAMES, now))
+    }
+    this.push({ kind: 'query', statements, text, truncated, index: 0, current: null, failed: false, denial, keyBase })
     this.startQueryStatement(this.expect[this.expect.length - 1] as Extract<Expect, { kind: 'query' }>, nowMicros())
   }
 
-  parse(name: string, text: string, truncated: boolean, denial: string | null = null): void {
+  parse(name: string, text: string, truncated: boolean, denial: Denial | null = null): void {
     const split: SplitStatement = truncated
       ? unparsedStatement(text)
       : splitStatements(text)[0]!
@@ -155,9 +194,13 @@ export class StatementTracker {
       open: null,
       suspended: false,
     }
-    const open = (portal.open ??= this.openStatement('extended', portal.stmt.split, portal.stmt.truncated, {
-      parameters: portal.parameters, preparedName: portal.stmt.name, portal: portal.name,
-    }))
+    if (portal.open === null) {
+      portal.open = this.openStatement('extended', portal.stmt.split, portal.stmt.truncated, {
+        parameters: portal.parameters, preparedName: portal.stmt.name, portal: portal.name,
+      })
+      this.intend(portal.open)
+    }
+    const open = portal.open
     portal.suspended = false
     this.push({ kind: 'execute', portal, open })
   }
@@ -168,6 +211,7 @@ export class StatementTracker {
     })
     open.base.text = null
     open.base.functionOid = functionOid
+    this.intend(open)
     this.push({ kind: 'function', open })
   }
 
@@ -243,14 +287,17 @@ export class StatementTracker {
     const now = nowMicros()
     const denial = denialOf(e)
     // For a refused statement the server only ran our refusal: record the refusal itself.
-    const err = denial ? { code: '42501', message: `pgwitness: ${denial}` } : serverError
+    const err = denial ? { code: denial.code, message: `pgwitness: ${denial.reason}` } : serverError
     switch (e.kind) {
       case 'query':
         if (denial) {
           // None of the string ran: every statement of it was refused.
-          for (const st of e.statements) {
-            this.emit(this.openStatement('simple', st, e.truncated, { parameters: null, preparedName: null, portal: null }, e.current?.base.startedAtUs ?? now), 'denied', null, err, now)
-          }
+          e.statements.forEach((st, i) => {
+            const open = this.openStatement('simple', st, e.truncated, NO_NAMES, e.current?.base.startedAtUs ?? now)
+            if (e.keyBase > 0) open.base.key = e.keyBase + i
+            this.emit(open, 'denied', null, err, now)
+          })
+          e.index = e.statements.length - 1
         } else if (e.current) this.emit(e.current, statusOf(err), null, err, now)
         e.current = null
         e.failed = true
@@ -288,7 +335,10 @@ export class StatementTracker {
     }
     // Extended protocol: the server now ignores everything up to the next Sync.
     this.shift()
-    while (this.head < this.expect.length && this.expect[this.head]!.kind !== 'sync') this.shift()
+    while (this.head < this.expect.length && this.expect[this.head]!.kind !== 'sync') {
+      const skipped = this.shift()!
+      if ((skipped.kind === 'execute' || skipped.kind === 'function') && skipped.open.base.key > 0) this.opts.onSkipped?.(skipped.open.base.key)
+    }
   }
 
   /** The session is ending: statements sent but never answered end as `unknown`. */
@@ -312,7 +362,11 @@ export class StatementTracker {
     // Pop up to and including the Query/Sync this answers.
     while (this.head < this.expect.length) {
       const e = this.shift()!
-      if (e.kind === 'query' || e.kind === 'sync') break
+      if (e.kind === 'query') {
+        this.skipRest(e)
+        break
+      }
+      if (e.kind === 'sync') break
     }
     this.inTransaction = status !== 0x49 /* I */
     if (!this.inTransaction) {
@@ -320,6 +374,12 @@ export class StatementTracker {
       for (const p of this.portals.values()) this.finishSuspended(p)
       this.portals.clear()
     }
+  }
+
+  /** The statements of a simple Query that never started (after an error): the server skipped them. */
+  private skipRest(e: Extract<Expect, { kind: 'query' }>): void {
+    if (e.keyBase === 0) return
+    for (let i = e.failed ? e.index + 1 : e.index; i < e.statements.length; i++) this.opts.onSkipped?.(e.keyBase + i)
   }
 
   private complete(e: Expect | undefined, status: OutcomeStatus, tag: string | null, err: BackendError | null): void {
@@ -340,8 +400,9 @@ export class StatementTracker {
   private startQueryStatement(e: Extract<Expect, { kind: 'query' }>, now: number): void {
     const s = e.statements[e.index]
     e.current = s && !e.failed
-      ? this.openStatement('simple', s, e.truncated, { parameters: null, preparedName: null, portal: null }, now)
+      ? this.openStatement('simple', s, e.truncated, NO_NAMES, now)
       : null
+    if (e.current && e.keyBase > 0) e.current.base.key = e.keyBase + e.index
   }
 
   private noteTransaction(tag: string | null): void {
@@ -361,6 +422,7 @@ export class StatementTracker {
     return {
       rows: 0,
       base: {
+        key: 0,
         protocol,
         text,
         textTruncated: truncated || cut,
@@ -438,7 +500,7 @@ function rowsOf(tag: string | null, counted: number, status: OutcomeStatus): num
   return status === 'ok' && counted > 0 ? counted : null
 }
 
-function denialOf(e: Expect): string | null {
+function denialOf(e: Expect): Denial | null {
   switch (e.kind) {
     case 'query':
       return e.denial

@@ -14,10 +14,17 @@ export function nowMicros(): number {
 /** RFC 3339 UTC with exactly six fractional digits, e.g. 2026-11-26T05:38:42.123456Z. */
 export function formatMicros(us: number): string {
   const ms = Math.floor(us / 1000)
-  const iso = new Date(ms).toISOString() // 2026-11-26T05:38:42.123Z
-  const micros = String(us % 1000).padStart(3, '0')
-  return iso.slice(0, 23) + micros + 'Z'
+  // Records are stamped many times per millisecond: format the millisecond once.
+  if (ms !== lastMs) {
+    lastMs = ms
+    lastPrefix = new Date(ms).toISOString().slice(0, 23) // 2026-11-26T05:38:42.123
+  }
+  const sub = us - ms * 1000
+  return lastPrefix + (sub < 10 ? '00' : sub < 100 ? '0' : '') + sub + 'Z'
 }
+
+let lastMs = -1
+let lastPrefix = ''
 
 export function rfc3339Micros(): string {
   return formatMicros(nowMicros())

@@ -4,12 +4,16 @@
  * restarted proxy continues the chain of the same file; tampering with the
  * file is reported with the right line and reason.
  */
-import { readFileSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
 import pino from 'pino'
 import t from 'tap'
 import { ProxyServer } from '../../src/server.js'
+import { AuditChain } from '../../src/audit/chain.js'
+import { listLogFiles } from '../../src/audit/log-files.js'
+import type { AuditRecordBody } from '../../src/audit/types.js'
 import { readValidAuditLog } from '../helpers/audit.js'
 import { runCli } from '../helpers/cli.js'
 import { startFixture } from '../helpers/proxy.js'
@@ -94,4 +98,57 @@ t.test('a proxy writes a chained log that verifies; a restart continues it; tamp
 
   const json = await runCli(['verify', '--json', f.auditPath])
   t.match(JSON.parse(json.stdout), { ok: true, records: all.length, firstSeq: 1, lastSeq: all.length, failure: null })
+})
+
+t.test('signed checkpoints and rotation: verify --public-key over the rotated files; a rewritten tail is caught', async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'pgw-keys-'))
+  const kg = await runCli(['keygen', '--out', path.join(dir, 'signing')])
+  t.equal(kg.code, 0, `keygen: ${kg.stderr}`)
+  const keyId = /key id {2}(\S+)/.exec(kg.stdout)![1]!
+  const auditPath = path.join(dir, 'audit', 'audit.jsonl')
+  const f = await startFixture({
+    auditYaml: `audit:
+  log: ${auditPath}
+  checkpoint: { key: ${path.join(dir, 'signing.jwk')}, every_records: 25, every_seconds: 3600 }
+  rotate: { max_size: 16KiB }`,
+  })
+  t.teardown(() => f.stop())
+  const c = await f.client()
+  for (let i = 0; i < 60; i++) await c.query('select $1::int as n, repeat($2, 40) as pad', [i, 'x'])
+  await c.end()
+  await f.proxy.stop()
+
+  const files = listLogFiles(auditPath).map((x) => x.path)
+  t.ok(files.length >= 3, `${files.length} files after rotation`)
+  const recs = files.flatMap((file) => readValidAuditLog(file))
+  const start = recs.find((r) => r.type === 'proxy.start')!
+  t.equal((start as { checkpoint_key_id: string | null }).checkpoint_key_id, keyId, 'proxy.start names the signing key')
+  t.equal(recs.at(-1)!.type, 'checkpoint', 'the log of a stopped proxy ends with a checkpoint')
+  const pub = path.join(dir, 'signing.pub.jwk')
+  const ok = await runCli(['verify', '--public-key', pub, ...files])
+  t.equal(ok.code, 0, `verify --public-key over ${files.length} files exits 0: ${ok.stdout}${ok.stderr}`)
+  t.match(ok.stdout, /signed checkpoint\(s\) verified; signed through seq \d+/)
+
+  // Rewrite the tail of the last file: edit a statement, recompute its chain, drop the checkpoints after it.
+  const last = files.at(-1)!
+  const lines = readFileSync(last, 'utf8').split('\n').slice(0, -1)
+  const at = lines.findIndex((l) => l.includes('"type":"statement"'))
+  t.ok(at >= 0, 'a statement in the last file')
+  const before = JSON.parse(lines[at - 1] ?? readFileSync(files.at(-2)!, 'utf8').trim().split('\n').at(-1)!) as { chain: { seq: number; hash: string } }
+  const chain = new AuditChain({ seq: before.chain.seq, hash: before.chain.hash })
+  const rewritten = lines.slice(0, at)
+  for (const l of lines.slice(at)) {
+    const { chain: _c, ...rec } = JSON.parse(l) as Record<string, unknown>
+    if (rec.type === 'checkpoint') continue
+    if (rec.type === 'statement') (rec.statement as { text: string }).text = 'select 1 -- nothing to see here'
+    rewritten.push(chain.seal(rec as unknown as AuditRecordBody).line)
+  }
+  const forged = path.join(dir, 'forged.jsonl')
+  writeFileSync(forged, rewritten.join('\n') + '\n')
+  const chainOnly = await runCli(['verify', ...files.slice(0, -1), forged])
+  t.equal(chainOnly.code, 0, 'the chain alone cannot tell (it was recomputed)')
+  t.match(chainOnly.stdout, /signatures were NOT checked/)
+  const signed = await runCli(['verify', '--public-key', pub, ...files.slice(0, -1), forged])
+  t.equal(signed.code, 1, 'with the public key, verify exits 1')
+  t.match(signed.stderr, new RegExp(`${forged}:${at + 1}: unsigned tail: `), 'at the first record after the last valid checkpoint')
 })

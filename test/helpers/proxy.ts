@@ -89,7 +89,7 @@ ${opts.policyYaml ?? `policy:
     databases: ["*"]`}
 ${opts.auditYaml ?? `audit:
   log: ${auditPath}
-  durability: batched
+  durability: strict
   fsync_interval: 20ms`}
 limits:
 ${opts.limitsYaml ?? '  handshake_timeout: 10s'}

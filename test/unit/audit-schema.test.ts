@@ -235,7 +235,14 @@ const checkpoint = {
   proxy,
   connection: null,
   chain: { seq: 1000, prev: '3'.repeat(64), hash: '4'.repeat(64) },
-  jws: 'eyJhbGciOiJFZERTQSJ9.e30.sig',
+  checkpoint: {
+    seq: 999,
+    hash: '3'.repeat(64),
+    time: '2026-11-26T05:38:42.123456Z',
+    instance: 'pgw-1',
+    key_id: 'KwCHEhy76VZbTuOKBwwWJPWtt11RwOdo0S4Tqe30vHA',
+    jws: 'eyJhbGciOiJFZERTQSJ9.e30.c2ln',
+  },
 }
 
 const valid: Record<string, AuditRecord | typeof checkpoint> = {

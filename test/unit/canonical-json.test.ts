@@ -7,7 +7,7 @@
  */
 import fc from 'fast-check'
 import t from 'tap'
-import { canonicalize, CanonicalJsonError, toIJson } from '../../src/audit/canonical-json.js'
+import { canonicalize, CanonicalJsonError, toIJson, deepFreeze } from '../../src/audit/canonical-json.js'
 
 /** A double from its IEEE 754 bits, as the RFC's table gives them. */
 function fromBits(hex: string): number {
@@ -195,4 +195,17 @@ t.test('property: member names come out in UTF-16 code unit order', async (t) =>
     { numRuns: 2000 },
   )
   t.pass('2000 random objects')
+})
+
+t.test('frozen values are serialized once; unfrozen ones every time', async (t) => {
+  const identity = deepFreeze({ subject: 'spiffe://x/a', claims: { groups: ['dba', 'ops'], n: 1.5 } })
+  const first = canonicalize({ identity, n: 1 })
+  t.equal(canonicalize({ identity, n: 1 }), first, 'same text from the cache')
+  t.equal(canonicalize(identity), '{"claims":{"groups":["dba","ops"],"n":1.5},"subject":"spiffe://x/a"}')
+  t.ok(Object.isFrozen(identity.claims.groups), 'deepFreeze freezes nested values too')
+  const open = { a: 1 }
+  t.equal(canonicalize(open), '{"a":1}')
+  open.a = 2
+  t.equal(canonicalize(open), '{"a":2}', 'a mutable object is serialized afresh')
+  t.throws(() => canonicalize(deepFreeze({ s: 'bad \ud800' })), CanonicalJsonError, 'a frozen value outside I-JSON is still refused')
 })

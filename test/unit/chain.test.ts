@@ -19,7 +19,8 @@ import { AuditChain, canonicalLine, chainShapeProblem, EMPTY_HEAD, GENESIS_HASH,
 import { AuditChainer, AuditFanout, FileAuditSink, StdoutAuditSink, type AuditRecordWriter } from '../../src/audit/log.js'
 import { authFailureRecord, proxyLifecycleRecord, sessionEndRecord, sessionStartRecord, statementRecord, type SessionContext } from '../../src/audit/records.js'
 import type { AuditRecord, AuditRecordBody } from '../../src/audit/types.js'
-import { CanonicalLineScanner, verifyChain, type VerifyReason } from '../../src/audit/verify.js'
+import { CanonicalLineScanner } from '../../src/audit/canonical-scan.js'
+import { verifyChain, type VerifyReason } from '../../src/audit/verify.js'
 import type { ObservedStatement } from '../../src/session/statement-tracker.js'
 import { assertValidRecord } from '../helpers/audit.js'
 

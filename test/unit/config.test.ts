@@ -6,6 +6,7 @@ import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { ConfigError, loadConfig, parseConfig } from '../../src/config/load.js'
 import { parseDuration, parseListen, parseSize } from '../../src/config/units.js'
+import { writeCheckpointKeyPair } from '../../src/audit/checkpoint.js'
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../..')
 
@@ -134,8 +135,11 @@ t.test('minimal config: every default', async (tt) => {
     maxStatementBytes: 65536,
     maxParameterBytes: 4096,
     enabled: true,
+    checkpoint: null,
+    rotate: null,
+    sinks: [],
   })
-  tt.same(c.limits, { handshakeTimeoutMs: 10_000, maxMessageBytes: 64 * 1024 * 1024, maxTokenBytes: 16384, shutdownGraceMs: 10_000 })
+  tt.same(c.limits, { handshakeTimeoutMs: 10_000, maxMessageBytes: 64 * 1024 * 1024, maxTokenBytes: 16384, maxConnections: 1000, shutdownGraceMs: 10_000 })
   tt.same(c.metrics, { listen: null })
   tt.same(c.log, { level: 'info', format: 'json' })
 })
@@ -262,8 +266,11 @@ log: { level: debug, format: pretty }
     maxStatementBytes: 1024,
     maxParameterBytes: 100,
     enabled: false,
+    checkpoint: null,
+    rotate: null,
+    sinks: [],
   })
-  tt.same(c.limits, { handshakeTimeoutMs: 500, maxMessageBytes: 1_000_000, maxTokenBytes: 8192, shutdownGraceMs: 10_000 })
+  tt.same(c.limits, { handshakeTimeoutMs: 500, maxMessageBytes: 1_000_000, maxTokenBytes: 8192, maxConnections: 1000, shutdownGraceMs: 10_000 })
   tt.same(c.metrics.listen, { host: '127.0.0.1', port: 9187 })
   tt.same(c.log, { level: 'debug', format: 'pretty' })
 })
@@ -367,9 +374,21 @@ t.test('features of later versions are refused clearly', async (tt) => {
     BASE + `policy:\n  - name: dba\n    match: { issuer: https://idp.example.com }\n    roles: [dba]\n    databases: ["*"]\n${extra}`
   rejects(tt, dir, rule('    require_token_binding: true\n'), 'policy[0].require_token_binding', 'needs match.method jwt+mtls (a token bound to a client certificate needs both)')
   rejects(tt, dir, rule('    statements: { deny: [{ class: DDL }] }\n'), 'policy[0].statements', 'not supported yet by this version')
-  rejects(tt, dir, BASE + 'audit:\n  checkpoint: { key: k.jwk }\n', 'audit.checkpoint', 'not supported yet by this version')
-  rejects(tt, dir, BASE + 'audit:\n  sinks: [{ type: stdout }, { type: nats, url: "nats://x" }]\n', 'audit.sinks[1].type', 'sink type nats is not supported yet by this version')
-  rejects(tt, dir, BASE + 'audit:\n  sinks: [{ type: kafka }]\n', 'audit.sinks[0].type', 'must be one of stdout, file (got "kafka")')
+  rejects(tt, dir, BASE + 'audit:\n  sinks: [{ type: stdout }, { type: nats, url: "nats://x" }]\n', 'audit.sinks[1].subject', /is required/)
+  rejects(tt, dir, BASE + 'audit:\n  sinks: [{ type: kafka }]\n', 'audit.sinks[0].type', 'must be one of stdout, file, nats, syslog, http (got "kafka")')
+})
+
+t.test('audit checkpoint and rotate', async (tt) => {
+  const dir = fixture(tt)
+  rejects(tt, dir, BASE + 'audit:\n  checkpoint: { key: k.jwk }\n', 'audit.checkpoint.key', /cannot read the checkpoint signing key .*k\.jwk/)
+  rejects(tt, dir, BASE + 'audit:\n  checkpoint: { every_records: 5 }\n', 'audit.checkpoint.key', /is required/)
+  writeCheckpointKeyPair(join(dir, 'k.jwk'), join(dir, 'k.pub.jwk'))
+  rejects(tt, dir, BASE + 'audit:\n  checkpoint: { key: k.pub.jwk }\n', 'audit.checkpoint.key', /no private part/)
+  const c = parse(dir, BASE + 'audit:\n  checkpoint: { key: k.jwk, every_records: 500 }\n  rotate: { max_size: 64MiB, interval: 24h }\n')
+  tt.same(c.audit.checkpoint, { key: join(dir, 'k.jwk'), everyRecords: 500, everySeconds: 60 })
+  tt.same(c.audit.rotate, { maxBytes: 64 * 1024 * 1024, intervalMs: 86_400_000 })
+  rejects(tt, dir, BASE + 'audit:\n  rotate: {}\n', 'audit.rotate', /needs max_size and\/or interval/)
+  rejects(tt, dir, BASE + 'audit:\n  log: false\n  stdout: true\n  rotate: { max_size: 1MiB }\n', 'audit.rotate', /audit.log is off/)
 })
 
 t.test('audit sinks: stdout and file', async (tt) => {
