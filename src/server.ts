@@ -164,15 +164,22 @@ export class ProxyServer {
       socket.destroy()
       return
     }
-    if (this.sessions.size >= this.ctx.config.limits.maxConnections) {
+    // limits.max_connections: one more is refused as a full PostgreSQL refuses it — after TLS and the
+    // StartupMessage, so that the client can read why (FATAL 53300), and recorded (rate_limited). Only a
+    // few such refusals run at once; beyond them a connection gets the error in plaintext at once.
+    const overLimit = this.sessions.size - this.overLimitSessions >= this.ctx.config.limits.maxConnections
+    if (overLimit) this.noteOverLimit()
+    if (overLimit && this.overLimitSessions >= OVER_LIMIT_HANDSHAKES) {
       this.refuseOverLimit(socket)
       return
     }
-    const session = new GovernedSession(socket, this.ctx)
+    const session = new GovernedSession(socket, this.ctx, overLimit)
     this.sessions.add(session)
+    if (overLimit) this.overLimitSessions++
     this.metrics.connectionOpened()
     void session.closed.then(() => {
       this.sessions.delete(session)
+      if (overLimit) this.overLimitSessions--
       this.metrics.connectionClosed()
     })
     session.run().catch((err: Error) => this.ctx.log.error({ err: err.message, stack: err.stack }, 'session crashed'))
@@ -180,18 +187,23 @@ export class ProxyServer {
 
   private overLimitLoggedAt = 0
   private overLimitRefused = 0
+  /** Connections accepted over limits.max_connections, being refused after their StartupMessage. */
+  private overLimitSessions = 0
 
   /**
-   * limits.max_connections reached: refuse at once, as PostgreSQL does when it
-   * is full (FATAL 53300 "sorry, too many clients already"), without TLS or
-   * reading a byte. libpq and the other drivers accept an ErrorResponse in
-   * answer to their SSLRequest and report it.
+   * Beyond OVER_LIMIT_HANDSHAKES refusals in progress: the ErrorResponse at
+   * once, in plaintext, without reading a byte (what PostgreSQL does when it
+   * cannot fork). libpq reports "server sent an error response during SSL
+   * exchange"; node-postgres "There was an error establishing an SSL connection".
    */
   private refuseOverLimit(socket: net.Socket): void {
     this.metrics.connectionOutcome('refused')
     socket.on('error', () => undefined)
     socket.end(errorResponseFromPgError(new PgError({ code: SQLSTATE.tooManyConnections, message: 'sorry, too many clients already' })))
     setTimeout(() => socket.destroy(), 1000).unref()
+  }
+
+  private noteOverLimit(): void {
     this.overLimitRefused++
     const now = Date.now()
     if (now - this.overLimitLoggedAt >= 10_000) {
@@ -215,10 +227,10 @@ export class ProxyServer {
     const prev = ctx.config
     const secure = secureContextFor(next.tls)
     const verifier = new TokenVerifier(next.identity.jwt, { log: ctx.log, maxTokenBytes: next.limits.maxTokenBytes })
-    const pinned = (['listen', 'metrics', 'audit'] as const).filter((k) => JSON.stringify(prev[k]) !== JSON.stringify(next[k]))
+    const pinned = (['listen', 'metrics', 'audit', 'instance', 'log'] as const).filter((k) => JSON.stringify(prev[k]) !== JSON.stringify(next[k]))
     if (pinned.length > 0) ctx.log.warn({ keys: pinned }, 'these settings change only on restart; their old values stay in force')
     const old = ctx.verifier
-    ctx.config = { ...next, listen: prev.listen, metrics: prev.metrics, audit: prev.audit }
+    ctx.config = { ...next, listen: prev.listen, metrics: prev.metrics, audit: prev.audit, instance: prev.instance, log: prev.log }
     ctx.verifier = verifier
     ctx.secureContext = () => secure
     old.close()
@@ -260,6 +272,9 @@ export class ProxyServer {
 }
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] }
+
+/** Over-limit connections refused after their StartupMessage at the same time (the rest are refused at accept). */
+const OVER_LIMIT_HANDSHAKES = 64
 
 /**
  * TLS 1.2 cipher suites offered to clients: forward-secret (ECDHE) AEAD only,

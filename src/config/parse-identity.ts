@@ -15,11 +15,11 @@ export const DEFAULT_ALGORITHMS = ['RS256', 'ES256', 'EdDSA']
 const ISSUER_KEYS = [
   'issuer', 'audience', 'jwks_file', 'jwks_url', 'algorithms',
   'subject_claim', 'record_claims', 'clock_skew_seconds',
-  'jwks_ca', 'jwks_timeout', 'jwks_refresh', 'jwks_min_refresh_interval', 'jwks_key_grace',
+  'jwks_ca', 'jwks_token_file', 'jwks_timeout', 'jwks_refresh', 'jwks_min_refresh_interval', 'jwks_key_grace',
 ]
 
 /** Keys that only mean something with `jwks_url`. */
-const JWKS_URL_KEYS = ['jwks_ca', 'jwks_timeout', 'jwks_refresh', 'jwks_min_refresh_interval', 'jwks_key_grace']
+const JWKS_URL_KEYS = ['jwks_ca', 'jwks_token_file', 'jwks_timeout', 'jwks_refresh', 'jwks_min_refresh_interval', 'jwks_key_grace']
 
 export function parseIdentity(r: Reader, v: unknown): IdentityConfig {
   const path = ['identity']
@@ -109,6 +109,7 @@ function parseJwksFetch(r: Reader, m: Record<string, unknown>, path: KeyPath): J
   return {
     ca,
     caPath,
+    tokenFile: given(m, 'jwks_token_file') ? r.path(m.jwks_token_file, [...path, 'jwks_token_file']) : null,
     timeoutMs: r.duration(m.jwks_timeout, [...path, 'jwks_timeout'], 5 * SECOND, 100, MINUTE),
     refreshMs: r.duration(m.jwks_refresh, [...path, 'jwks_refresh'], 5 * MINUTE, SECOND, 24 * HOUR),
     minRefreshIntervalMs: r.duration(m.jwks_min_refresh_interval, [...path, 'jwks_min_refresh_interval'], 10 * SECOND, 100, HOUR),
@@ -140,7 +141,7 @@ function parseJwksUrl(r: Reader, v: unknown, path: KeyPath): string {
   fail(path, local ? 'must be an http:// or https:// URL' : 'must be an https:// URL (plain http is allowed only for localhost / 127.0.0.1)')
 }
 
-/** The JWKS file must exist and be JSON with a `keys` array (it is re-read at run time for rotation). */
+/** The JWKS file must exist and be JSON with a `keys` array (read at start and on SIGHUP; a key set that rotates on its own is better served by jwks_url). */
 function checkJwksFile(r: Reader, file: string, path: KeyPath): void {
   const text = r.readText(file, path, 'JWKS file')
   let doc: unknown

@@ -54,6 +54,8 @@ export interface JwksFetchConfig {
   /** PEM bundle trusted for the JWKS endpoint instead of the system roots; null = system roots. */
   ca: string | null
   caPath: string | null
+  /** `jwks_token_file`: bearer token sent with each fetch (Kubernetes in-cluster /openid/v1/jwks); null = none. */
+  tokenFile: string | null
   /** Whole-fetch timeout (default 5 s). */
   timeoutMs: number
   /** Background refresh period (default 5 min). */

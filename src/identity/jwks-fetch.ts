@@ -17,7 +17,7 @@ export class JwksFetchError extends Error {
 }
 
 /** GET the JWK set; resolves with the parsed JSON. */
-export function fetchJwks(url: URL, o: { ca: string | null; timeoutMs: number; maxBytes: number }): Promise<unknown> {
+export function fetchJwks(url: URL, o: { ca: string | null; timeoutMs: number; maxBytes: number; bearer?: string | null }): Promise<unknown> {
   return new Promise((resolve, reject) => {
     if (url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopbackHost(url.hostname))) {
       reject(new JwksFetchError('the key set URL must be https://'))
@@ -31,7 +31,16 @@ export function fetchJwks(url: URL, o: { ca: string | null; timeoutMs: number; m
       if (err) reject(err)
       else resolve(value)
     }
-    const options: https.RequestOptions = { method: 'GET', agent: false, headers: { accept: 'application/jwk-set+json, application/json' } }
+    const headers: Record<string, string> = { accept: 'application/jwk-set+json, application/json' }
+    // A bearer token only ever goes over https (the loopback http exception is for tests without credentials).
+    if (o.bearer) {
+      if (url.protocol !== 'https:') {
+        reject(new JwksFetchError('a jwks_token_file needs an https:// key set URL'))
+        return
+      }
+      headers.authorization = `Bearer ${o.bearer}`
+    }
+    const options: https.RequestOptions = { method: 'GET', agent: false, headers }
     if (url.protocol === 'https:' && o.ca !== null) options.ca = o.ca
     const req = (url.protocol === 'https:' ? https : http).request(url, options, (res) => {
       if (res.statusCode !== 200) {

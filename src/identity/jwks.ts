@@ -22,6 +22,7 @@ import {
   type CompactJWSHeaderParameters,
   type JWTVerifyGetKey,
 } from 'jose'
+import { readFile } from 'node:fs/promises'
 import { describeFetchError, fetchJwks, JwksFetchError, publicSigningKeys } from './jwks-fetch.js'
 
 export { JwksFetchError } from './jwks-fetch.js'
@@ -45,6 +46,8 @@ export interface JwksSourceOptions {
   issuer: string
   /** PEM bundle trusted for the endpoint (replaces the system roots); null = system roots. */
   ca?: string | null
+  /** File holding a bearer token sent with each fetch (re-read every time: projected tokens rotate); null = none. */
+  tokenFile?: string | null
   timeoutMs?: number
   refreshMs?: number
   minRefreshIntervalMs?: number
@@ -80,7 +83,7 @@ export class JwksKeySource {
   /** For jose's jwtVerify. */
   readonly getKey: JWTVerifyGetKey
   private readonly url: URL
-  private readonly o: Required<Omit<JwksSourceOptions, 'url' | 'log' | 'ca'>> & { ca: string | null; log: JwksLog | null }
+  private readonly o: Required<Omit<JwksSourceOptions, 'url' | 'log' | 'ca' | 'tokenFile'>> & { ca: string | null; tokenFile: string | null; log: JwksLog | null }
   private readonly entries = new Map<string, KeyEntry>()
   private keySet: JWTVerifyGetKey | null = null
   private inFlight: Promise<void> | null = null
@@ -99,6 +102,7 @@ export class JwksKeySource {
     this.o = {
       issuer: opts.issuer,
       ca: opts.ca ?? null,
+      tokenFile: opts.tokenFile ?? null,
       timeoutMs: opts.timeoutMs ?? d.timeoutMs,
       refreshMs: opts.refreshMs ?? d.refreshMs,
       minRefreshIntervalMs: opts.minRefreshIntervalMs ?? d.minRefreshIntervalMs,
@@ -188,7 +192,8 @@ export class JwksKeySource {
     this.refreshes++
     const first = this.lastSuccessAt === null
     try {
-      const doc = await fetchJwks(this.url, { ca: this.o.ca, timeoutMs: this.o.timeoutMs, maxBytes: this.o.maxBytes })
+      const bearer = this.o.tokenFile === null ? null : await readBearerToken(this.o.tokenFile)
+      const doc = await fetchJwks(this.url, { ca: this.o.ca, timeoutMs: this.o.timeoutMs, maxBytes: this.o.maxBytes, bearer })
       await this.store(publicSigningKeys(doc))
       this.lastError = null
       this.lastSuccessAt = Date.now()
@@ -261,4 +266,15 @@ export class JwksKeySource {
 function printable(s: string): string {
   const clean = s.replace(/[^\x20-\x7e]/g, '?')
   return clean.length <= 64 ? clean : clean.slice(0, 64) + '…'
+}
+
+/** The bearer token for the key set endpoint (e.g. the pod's projected service-account token). */
+async function readBearerToken(file: string): Promise<string> {
+  try {
+    const token = (await readFile(file, 'utf8')).trim()
+    if (token === '' || /\s/.test(token)) throw new Error('empty or not a single token')
+    return token
+  } catch (err) {
+    throw new JwksFetchError('cannot read the jwks_token_file', `${file}: ${(err as Error).message}`)
+  }
 }

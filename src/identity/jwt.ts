@@ -216,6 +216,7 @@ function keySetFor(cfg: JwtIssuerConfig, log: JwksLog | null): { keys: JWTVerify
       url: cfg.jwksUrl,
       issuer: cfg.issuer,
       ca: f?.ca ?? null,
+      tokenFile: f?.tokenFile ?? null,
       timeoutMs: f?.timeoutMs,
       refreshMs: f?.refreshMs,
       minRefreshIntervalMs: f?.minRefreshIntervalMs,

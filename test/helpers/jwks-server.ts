@@ -34,6 +34,8 @@ export interface JwksServer {
   url: string
   /** Requests received so far. */
   hits: number
+  /** The Authorization header of the last request (null: none). */
+  lastAuthorization: string | null
   /** What the endpoint publishes (serialized per request). */
   keys: JWK[]
   mode: JwksServerMode
@@ -49,6 +51,7 @@ export async function startJwksServer(pki: DevPki, keys: JWK[]): Promise<JwksSer
   const s: JwksServer = {
     url: '',
     hits: 0,
+    lastAuthorization: null,
     keys,
     mode: 'ok',
     delayMs: 0,
@@ -60,8 +63,9 @@ export async function startJwksServer(pki: DevPki, keys: JWK[]): Promise<JwksSer
       return closed
     },
   }
-  server.on('request', (_req, res) => {
+  server.on('request', (req, res) => {
     s.hits++
+    s.lastAuthorization = req.headers.authorization ?? null
     if (s.mode === 'hang') return
     const answer = () => {
       if (s.mode === 'error500') {

@@ -193,11 +193,11 @@ t.test('config: jwks_url fetch settings, defaults and checks', async (tt) => {
   const base = `listen: "127.0.0.1:1"\ntls: { cert: ${pki.serverCert}, key: ${pki.serverKey} }\nidentity:\n  jwt:\n    - `
   const parse = (issuer: string) => parseConfig(base + issuer + '\n', { baseDir: dir, source: null }).identity.jwt[0]!
   tt.same(parse('{ issuer: i, audience: a, jwks_url: "https://idp.example.com/jwks" }').jwksFetch, {
-    ca: null, caPath: null, timeoutMs: 5000, refreshMs: 300_000, minRefreshIntervalMs: 10_000, keyGraceMs: 3_600_000,
+    ca: null, caPath: null, tokenFile: null, timeoutMs: 5000, refreshMs: 300_000, minRefreshIntervalMs: 10_000, keyGraceMs: 3_600_000,
   })
   tt.same(
     parse(`{ issuer: i, audience: a, jwks_url: "https://idp/j", jwks_ca: pki/ca.crt, jwks_timeout: 2s, jwks_refresh: 1m, jwks_min_refresh_interval: 500ms, jwks_key_grace: 0s }`).jwksFetch,
-    { ca, caPath: pki.caCert, timeoutMs: 2000, refreshMs: 60_000, minRefreshIntervalMs: 500, keyGraceMs: 0 },
+    { ca, caPath: pki.caCert, tokenFile: null, timeoutMs: 2000, refreshMs: 60_000, minRefreshIntervalMs: 500, keyGraceMs: 0 },
   )
   const bad = (issuer: string, key: string, problem: RegExp) => {
     const err = (() => {
@@ -216,4 +216,25 @@ t.test('config: jwks_url fetch settings, defaults and checks', async (tt) => {
   bad('{ issuer: i, audience: a, jwks_url: "https://idp/j", jwks_ca: pki/server.key }', 'identity.jwt[0].jwks_ca', /does not contain a PEM certificate/)
   writeFileSync(path.join(dir, 'jwks.json'), JSON.stringify({ keys: [A.publicJwk] }))
   bad('{ issuer: i, audience: a, jwks_file: jwks.json, jwks_refresh: 1m }', 'identity.jwt[0].jwks_refresh', /applies only with jwks_url/)
+})
+
+t.test('jwks_token_file: the bearer token is read at each fetch and sent over https only', async (tt) => {
+  const tokenFile = path.join(dir, 'sa-token')
+  writeFileSync(tokenFile, 'first-token\n')
+  const { server, src, verify } = await setup(tt, [A], { tokenFile })
+  tt.equal(server.lastAuthorization, 'Bearer first-token', 'the start-up fetch carries the token')
+  tt.match(await verify(await token(A)), { sub: 'svc' })
+  writeFileSync(tokenFile, 'rotated-token')
+  await src.refresh()
+  tt.equal(server.lastAuthorization, 'Bearer rotated-token', 'a rotated token file is re-read')
+  rmSync(tokenFile)
+  const hits = server.hits
+  await src.refresh()
+  tt.equal(server.hits, hits, 'no request without the token')
+  tt.match(src.stats().lastError, /cannot read the jwks_token_file/)
+  writeFileSync(tokenFile, 'a-token')
+  const plain = new JwksKeySource({ url: 'http://127.0.0.1:9/jwks', issuer: ISS, tokenFile })
+  tt.teardown(() => plain.close())
+  await plain.refresh()
+  tt.match(plain.stats().lastError, /needs an https/)
 })
