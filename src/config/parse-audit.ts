@@ -12,7 +12,7 @@ const AUDIT_KEYS = [
   'checkpoint', 'rotate',
 ]
 const AUDIT_LATER: string[] = []
-const SINK_TYPES = ['stdout', 'file', ...SHIPPED_SINK_TYPES]
+const SINK_TYPES = ['file', ...SHIPPED_SINK_TYPES]
 
 export function parseAudit(r: Reader, v: unknown): AuditConfig {
   const path = ['audit']
@@ -38,11 +38,6 @@ export function parseAudit(r: Reader, v: unknown): AuditConfig {
         shipped.push(parseShippedSink(r, item, sp, type, i))
         return
       }
-      if (type === 'stdout') {
-        r.mapping(item, sp, ['type'])
-        stdout = true
-        return
-      }
       const sm = r.mapping(item, sp, ['type', 'path'])
       if (!given(sm, 'path')) fail([...sp, 'path'], 'is required for a file sink')
       const p = r.path(sm.path, [...sp, 'path'])
@@ -57,8 +52,19 @@ export function parseAudit(r: Reader, v: unknown): AuditConfig {
       }
       log = fs.path
     }
+    // Without a file log, `{ type: stdout }` is the in-line stdout writer (audit.stdout); it takes no options.
+    if (log === null) {
+      for (const d of shipped.filter((x) => x.config.type === 'stdout')) {
+        r.mapping((m.sinks as unknown[])[d.index], d.at, ['type'])
+        stdout = true
+      }
+    }
+    const toShip = log === null ? shipped.filter((x) => x.config.type !== 'stdout') : shipped
+    if (stdout && toShip.some((x) => x.config.type === 'stdout')) {
+      fail(toShip.find((x) => x.config.type === 'stdout')!.at, 'with audit.stdout: true every record would be printed twice; use one of them')
+    }
     // Shipped sinks follow the file log: settled once `log` is final.
-    sinks = settleSinkNames(shipped, log)
+    sinks = settleSinkNames(toShip, log)
   }
 
   const durability = r.oneOf(m.durability, [...path, 'durability'], ['strict', 'batched'] as const, 'strict')

@@ -8,7 +8,7 @@ import { fail, formatPath, type KeyPath, shown } from './errors.js'
 import { given, type Mapping, type Reader } from './reader.js'
 import type { AuditSinkConfig, HttpSinkConfig, NatsSinkConfig, ShippedSinkBase, SinkCa, SyslogSinkConfig } from './types.js'
 
-export const SHIPPED_SINK_TYPES = ['nats', 'syslog', 'http'] as const
+export const SHIPPED_SINK_TYPES = ['nats', 'syslog', 'http', 'stdout'] as const
 export type ShippedSinkType = (typeof SHIPPED_SINK_TYPES)[number]
 
 export function isShippedSinkType(type: string): type is ShippedSinkType {
@@ -28,6 +28,7 @@ const COMMON_KEYS = ['type', 'name', 'format', 'batch_size', 'drain_timeout', 'm
 const NATS_KEYS = [...COMMON_KEYS, 'url', 'subject', 'stream', 'create_stream', 'duplicate_window', 'user', 'password', 'token', 'ca', 'timeout']
 const SYSLOG_KEYS = [...COMMON_KEYS, 'url', 'ca', 'facility', 'hostname', 'timeout']
 const HTTP_KEYS = [...COMMON_KEYS, 'url', 'headers', 'envelope', 'index', 'ca', 'timeout', 'batch_bytes']
+const KEYS_BY_TYPE: Record<ShippedSinkType, string[]> = { nats: NATS_KEYS, syslog: SYSLOG_KEYS, http: HTTP_KEYS, stdout: COMMON_KEYS }
 
 /** A name usable as a file name and a Prometheus label value, and not one of the in-line writers' labels. */
 const SINK_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/
@@ -41,8 +42,7 @@ export const SYSLOG_FACILITIES: Record<string, number> = {
 }
 
 export function parseShippedSink(r: Reader, item: unknown, path: KeyPath, type: ShippedSinkType, index: number): ShippedSinkDraft {
-  const keys = type === 'nats' ? NATS_KEYS : type === 'syslog' ? SYSLOG_KEYS : HTTP_KEYS
-  const m = r.mapping(item, path, keys)
+  const m = r.mapping(item, path, KEYS_BY_TYPE[type])
   let givenName: string | null = null
   if (given(m, 'name')) {
     givenName = r.string(m.name, [...path, 'name'])
@@ -56,7 +56,11 @@ export function parseShippedSink(r: Reader, item: unknown, path: KeyPath, type: 
     drainTimeoutMs: r.duration(m.drain_timeout, [...path, 'drain_timeout'], 5000, 0, 600_000),
     maxBackoffMs: r.duration(m.max_backoff, [...path, 'max_backoff'], 30_000, 100, 3_600_000),
   }
-  const config = type === 'nats' ? parseNats(r, m, path, base) : type === 'syslog' ? parseSyslog(r, m, path, base) : parseHttp(r, m, path, base)
+  const config: AuditSinkConfig =
+    type === 'nats' ? parseNats(r, m, path, base)
+      : type === 'syslog' ? parseSyslog(r, m, path, base)
+        : type === 'http' ? parseHttp(r, m, path, base)
+          : { ...base, type: 'stdout' }
   return { config, givenName, index, at: path }
 }
 
@@ -73,7 +77,9 @@ export function settleSinkNames(drafts: ShippedSinkDraft[], log: string | null):
     if (log === null) {
       fail([...d.at, 'type'], `a ${d.config.type} sink is fed from the audit log file, and audit.log is false (set audit.log to a path)`)
     }
-    const name = d.givenName ?? (perType.get(d.config.type)! > 1 ? `${d.config.type}-${d.index}` : d.config.type)
+    // A shipped stdout sink is "stdout-sink" by default: "stdout" labels the in-line mirror's metrics.
+    const type = d.config.type === 'stdout' ? 'stdout-sink' : d.config.type
+    const name = d.givenName ?? (perType.get(d.config.type)! > 1 ? `${type}-${d.index}` : type)
     const other = taken.get(name)
     if (other !== undefined) {
       fail(d.givenName !== null ? [...d.at, 'name'] : d.at, `sink name ${JSON.stringify(name)} is already used by ${formatPath(other)}; each sink needs its own name (it names its cursor file and metrics)`)

@@ -157,8 +157,9 @@ export type AuditSinkFormat = 'v1' | 'ocsf'
 /**
  * A sink fed from the local audit log by a shipper (src/audit/sinks/): it
  * follows the log from a persisted cursor and delivers at least once.
- * (`{ type: stdout }` and `{ type: file }` entries of `audit.sinks` are not
- * shipped: they are folded into AuditConfig.stdout and AuditConfig.log.)
+ * (`{ type: file }` entries of `audit.sinks` are folded into AuditConfig.log;
+ * `{ type: stdout }` is shipped from the file log when there is one, and is
+ * otherwise the same as `audit.stdout: true`.)
  */
 export interface ShippedSinkBase {
   /** Unique; names the cursor file (`<log dir>/.cursors/<name>.json`) and the metrics label. */
@@ -228,7 +229,12 @@ export interface HttpSinkConfig extends ShippedSinkBase {
   batchBytes: number
 }
 
-export type AuditSinkConfig = NatsSinkConfig | SyslogSinkConfig | HttpSinkConfig
+/** `{ type: stdout }` in audit.sinks when there is a file log: shipped from it like the others. */
+export interface StdoutSinkConfig extends ShippedSinkBase {
+  type: 'stdout'
+}
+
+export type AuditSinkConfig = NatsSinkConfig | SyslogSinkConfig | HttpSinkConfig | StdoutSinkConfig
 
 export interface AuditConfig {
   /** Path of the local audit log (JSON lines); null = no file log. */

@@ -14,13 +14,12 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import t from 'tap'
 import pg from 'pg'
-import { freePort } from '../../src/dev/cluster.js'
 import { listLogFiles } from '../../src/audit/log-files.js'
 import { verifyChain } from '../../src/audit/verify.js'
 import { findPgBinDir } from '../harness/postgres.js'
 import { readValidAuditLog, recordsOfType } from '../helpers/audit.js'
 import { spawnCli, waitForOutput } from '../helpers/cli.js'
-import { startFixture } from '../helpers/proxy.js'
+import { processProxyConfig, startFixture } from '../helpers/proxy.js'
 
 const INTERNAL = /^SELECT pg_catalog\.to_hex\(pg_catalog\.floor/
 
@@ -53,15 +52,9 @@ t.test('strict: kill -9 under pgbench load loses no statement PostgreSQL execute
   execFileSync(path.join(bin, 'pgbench'), ['-i', '-s', '1', '-q'], { env: direct, stdio: 'ignore' })
 
   // A second proxy, in its own process (so it can be killed), with its own strict audit log.
-  const port = await freePort()
   const logPath = path.join(f.dir, 'crash', 'audit.jsonl')
-  const yaml = readFileSync(path.join(f.dir, 'pgwitness.yaml'), 'utf8')
-    .replace('listen: "127.0.0.1:0"', `listen: "127.0.0.1:${port}"`)
-    .replace(f.auditPath, logPath)
-    .replace(/^log: .*$/m, 'log: { level: info }')
-  t.match(yaml, /durability: strict/, 'the test proxy runs with strict durability')
-  const configPath = path.join(f.dir, 'crash.yaml')
-  writeFileSync(configPath, yaml)
+  const { configPath, port } = await processProxyConfig(f, { name: 'crash', auditLog: logPath })
+  t.match(readFileSync(configPath, 'utf8'), /durability: strict/, 'the test proxy runs with strict durability')
   const procs: ChildProcess[] = []
   t.teardown(() => procs.forEach((p) => p.kill('SIGKILL')))
   const start = async () => {

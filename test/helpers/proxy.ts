@@ -3,7 +3,7 @@
  * token issuer, and a pgwitness ProxyServer in this process in front of it.
  * Tests connect real clients (pg, psql, pgbench) to `proxy.port`.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import pino from 'pino'
@@ -154,4 +154,26 @@ ${opts.extraYaml ?? ''}
       await cluster.stop()
     },
   }
+}
+
+/**
+ * The fixture's config rewritten for a second proxy run as its own process
+ * (`pgwitness serve --config FILE`, e.g. to kill it): its own port, audit
+ * log and audit section additions, info-level logs (so "pgwitness listening"
+ * shows). Returns the config file and the port.
+ */
+export async function processProxyConfig(
+  f: Fixture,
+  o: { name: string; auditLog: string; auditExtra?: string },
+): Promise<{ configPath: string; port: number }> {
+  const { freePort } = await import('../../src/dev/cluster.js')
+  const port = await freePort()
+  let yaml = readFileSync(path.join(f.dir, 'pgwitness.yaml'), 'utf8')
+    .replace('listen: "127.0.0.1:0"', `listen: "127.0.0.1:${port}"`)
+    .replace(f.auditPath, o.auditLog)
+    .replace(/^log: .*$/m, 'log: { level: info }')
+  if (o.auditExtra) yaml = yaml.replace(/^audit:\n/m, `audit:\n${o.auditExtra}`)
+  const configPath = path.join(f.dir, `${o.name}.yaml`)
+  writeFileSync(configPath, yaml)
+  return { configPath, port }
 }

@@ -47,8 +47,9 @@ t.test('the three sinks of the design example, with defaults', async (tt) => {
     - { type: http, url: "https://siem.example.com/ingest", headers: { Authorization: "\${env:PGW_TEST_SIEM_TOKEN}" }, format: ocsf }
     - { type: stdout }
 `)
-  tt.equal(c.audit.stdout, true)
-  tt.equal(c.audit.sinks.length, 3)
+  tt.equal(c.audit.stdout, false, 'the stdout entry is shipped from the log like the others')
+  tt.equal(c.audit.sinks.length, 4)
+  tt.match(c.audit.sinks[3], { type: 'stdout', name: 'stdout-sink', format: 'v1' })
   const [nats, syslog, http] = c.audit.sinks as [NatsSinkConfig, SyslogSinkConfig, HttpSinkConfig]
   tt.same(nats, {
     name: 'nats', type: 'nats', format: 'v1', batchSize: 1000, drainTimeoutMs: 5000, maxBackoffMs: 30_000,
@@ -172,9 +173,9 @@ t.test('the commented-out sinks of config/production.example.yaml load when unco
     delete process.env.PGW_SPLUNK_HEC_TOKEN
   })
   const c = parse(dir, sinks)
-  tt.equal(c.audit.stdout, true)
-  tt.same(c.audit.sinks.map((s) => [s.type, s.name, s.format]), [['nats', 'nats', 'v1'], ['syslog', 'syslog', 'v1'], ['http', 'http', 'ocsf']])
-  const [n, , h] = c.audit.sinks as [NatsSinkConfig, SyslogSinkConfig, HttpSinkConfig]
+  tt.equal(c.audit.stdout, false)
+  tt.same(c.audit.sinks.map((s) => [s.type, s.name, s.format]), [['stdout', 'stdout-sink', 'v1'], ['nats', 'nats', 'v1'], ['syslog', 'syslog', 'v1'], ['http', 'http', 'ocsf']])
+  const [, n, , h] = c.audit.sinks as [unknown, NatsSinkConfig, SyslogSinkConfig, HttpSinkConfig]
   tt.same(n.servers, ['tls://nats-1.example.com:4222', 'tls://nats-2.example.com:4222'])
   tt.equal(n.token, 'nats-token')
   tt.same(h.headers, { Authorization: 'Splunk hec-token' })

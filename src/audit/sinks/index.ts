@@ -13,6 +13,7 @@ import { HttpTransport } from './http.js'
 import { NatsTransport } from './nats.js'
 import { DEFAULT_BACKOFF, Shipper, type BackoffOptions } from './shipper.js'
 import { SyslogTransport } from './syslog.js'
+import { StdoutTransport } from './stdout.js'
 import type { SinkTransport } from './types.js'
 
 export { Shipper } from './shipper.js'
@@ -46,6 +47,8 @@ export function transportFor(c: AuditSinkConfig, log: Logger): SinkTransport {
       return new SyslogTransport(c, log)
     case 'http':
       return new HttpTransport(c, log)
+    case 'stdout':
+      return new StdoutTransport(c)
   }
 }
 
