@@ -16,6 +16,7 @@ import pg from 'pg'
 import { parseConfig } from '../../src/config/load.js'
 import type { PgwitnessConfig, UpstreamPoolConfig } from '../../src/config/types.js'
 import { POOLED_APPLICATION_NAME, setupQuery } from '../../src/upstream/pool.js'
+import { serverView } from '../helpers/server-view.js'
 import { startFixture, type Fixture } from '../helpers/proxy.js'
 import { readValidAuditLog, recordsOfType, waitForRecords } from '../helpers/audit.js'
 import { parseExposition, sum } from '../helpers/metrics.js'
@@ -85,24 +86,6 @@ async function connect(o: { user?: string; database?: string; token?: string; ap
   return { client: c, params }
 }
 
-interface ServerView {
-  sessionId: string
-  appName: string
-  activityAppName: string
-  pid: number
-  serverSessionId: string
-}
-
-async function view(c: pg.Client): Promise<ServerView> {
-  const r = await c.query(
-    "select current_setting('pgwitness.session_id') as sid, current_setting('application_name') as app, " +
-      '(select application_name from pg_stat_activity where pid = pg_backend_pid()) as act, pg_backend_pid() as pid, ' +
-      "(select to_hex(floor(extract(epoch from backend_start))::bigint) || '.' || to_hex(pid) from pg_stat_activity where pid = pg_backend_pid()) as c",
-  )
-  const row = r.rows[0] as { sid: string; app: string; act: string; pid: number; c: string }
-  return { sessionId: row.sid, appName: row.app, activityAppName: row.act, pid: row.pid, serverSessionId: row.c }
-}
-
 /** End a session and wait until its connection is back in the pool (idle count reaches `expectIdle`). */
 async function endAndPool(c: pg.Client, expectIdle: number): Promise<void> {
   await c.end()
@@ -150,10 +133,10 @@ t.test('config: upstream.pool is validated, off by default', async (t) => {
 
 t.test('without upstream.pool every session gets its own upstream connection', async (t) => {
   const a = await connect()
-  const va = await view(a.client)
+  const va = await serverView(a.client)
   await a.client.end()
   const b = await connect()
-  const vb = await view(b.client)
+  const vb = await serverView(b.client)
   await b.client.end()
   t.not(vb.serverSessionId, va.serverSessionId, 'a new server session')
   t.equal(await idle(), 0)
@@ -162,14 +145,14 @@ t.test('without upstream.pool every session gets its own upstream connection', a
 t.test('a second session reuses the backend; its governed session id is its own, server-side and in the records', async (t) => {
   enablePool()
   const a = await connect({ applicationName: 'billing-api' })
-  const va = await view(a.client)
+  const va = await serverView(a.client)
   t.equal(va.appName, `billing-api pgw:${va.sessionId}`, 'a fresh pooled connection is tagged like any other')
   t.equal(va.activityAppName, va.appName)
   t.equal(a.params.get('application_name'), va.appName, 'the client was told its tagged application_name at startup')
   await endAndPool(a.client, 1)
 
   const b = await connect({ applicationName: 'billing-api' })
-  const vb = await view(b.client)
+  const vb = await serverView(b.client)
   t.equal(vb.pid, va.pid, 'same backend pid')
   t.equal(vb.serverSessionId, va.serverSessionId, 'same server session (%c)')
   t.not(vb.sessionId, va.sessionId, 'a new governed session id')
@@ -204,7 +187,7 @@ t.test('a second session reuses the backend; its governed session id is its own,
 t.test('nothing of one session reaches the next', async (t) => {
   await emptyPool()
   const a = await connect()
-  const va = await view(a.client)
+  const va = await serverView(a.client)
   const before = await a.client.query("select current_setting('work_mem') as wm, current_setting('search_path') as sp")
   const tzAtStart = a.params.get('TimeZone')
   const dateStyleAtStart = a.params.get('DateStyle')
@@ -227,7 +210,7 @@ t.test('nothing of one session reaches the next', async (t) => {
   await endAndPool(a.client, 1)
 
   const b = await connect()
-  const vb = await view(b.client)
+  const vb = await serverView(b.client)
   t.equal(vb.pid, va.pid, 'the same backend')
   const q = async (sql: string): Promise<unknown> => Object.values((await b.client.query(sql)).rows[0] as Record<string, unknown>)[0]
   t.equal(await q("select to_regclass('pg_temp.leak_tmp')"), null, 'temp table gone')
@@ -254,7 +237,7 @@ t.test('nothing of one session reaches the next', async (t) => {
 
   // RESET ALL / DISCARD ALL on a reused connection restore the neutral values, never the previous session's id.
   await b.client.query('RESET ALL')
-  const afterReset = await view(b.client)
+  const afterReset = await serverView(b.client)
   t.not(afterReset.sessionId, va.sessionId, "RESET ALL does not bring back the previous session's id")
   t.equal(afterReset.sessionId, '', 'it restores the neutral startup value')
   t.equal(afterReset.appName, POOLED_APPLICATION_NAME)
@@ -268,7 +251,7 @@ t.test('a connection left in a transaction, a failed transaction, a statement in
 
   // open transaction
   const a = await connect()
-  const va = await view(a.client)
+  const va = await serverView(a.client)
   await a.client.query('begin')
   await a.client.query('insert into pool_tx values (1)')
   const notIdle0 = await discarded('not_idle')
@@ -276,14 +259,14 @@ t.test('a connection left in a transaction, a failed transaction, a statement in
   await waitFor('the open-transaction connection to be discarded', async () => (await discarded('not_idle')) > notIdle0)
   t.equal(await idle(), 0, 'not pooled')
   const b = await connect()
-  const vb = await view(b.client)
+  const vb = await serverView(b.client)
   t.not(vb.pid, va.pid, 'the next session gets another backend')
   t.equal((await b.client.query('select count(*)::int as n from pool_tx')).rows[0].n, 0, 'the open transaction was rolled back, not committed')
   await endAndPool(b.client, 1)
 
   // failed transaction (reuses b's clean connection, then leaves it failed)
   const c = await connect()
-  const vc = await view(c.client)
+  const vc = await serverView(c.client)
   t.equal(vc.pid, vb.pid)
   await c.client.query('begin')
   await t.rejects(c.client.query('select 1/0'))
@@ -292,12 +275,12 @@ t.test('a connection left in a transaction, a failed transaction, a statement in
   await waitFor('the failed-transaction connection to be discarded', async () => (await discarded('not_idle')) > notIdle1)
   t.equal(await idle(), 0)
   const d = await connect()
-  t.not((await view(d.client)).pid, vc.pid, 'failed transaction: not reused')
+  t.not((await serverView(d.client)).pid, vc.pid, 'failed transaction: not reused')
   await endAndPool(d.client, 1)
 
   // statement in flight when the client vanished
   const e = await connect()
-  const ve = await view(e.client)
+  const ve = await serverView(e.client)
   const notIdle2 = await discarded('not_idle')
   const conn = (e.client as unknown as { connection: { stream: import('node:net').Socket; query(text: string): void } }).connection
   conn.query('select pg_sleep(1)')
@@ -305,12 +288,12 @@ t.test('a connection left in a transaction, a failed transaction, a statement in
   conn.stream.destroy()
   await waitFor('the busy connection to be discarded', async () => (await discarded('not_idle')) > notIdle2)
   const g = await connect()
-  t.not((await view(g.client)).pid, ve.pid, 'statement in flight: not reused')
+  t.not((await serverView(g.client)).pid, ve.pid, 'statement in flight: not reused')
   await endAndPool(g.client, 1)
 
   // extended protocol: Parse + Flush answered, no Sync
   const h = await connect()
-  const vh = await view(h.client)
+  const vh = await serverView(h.client)
   const hc = (h.client as unknown as { connection: NodeJS.EventEmitter & { parse(q: { text: string; name?: string }): void; flush(): void } }).connection
   const parsed = new Promise<void>((resolve) => hc.once('parseComplete', () => resolve()))
   hc.parse({ text: 'select 1', name: 'unsynced' })
@@ -320,7 +303,7 @@ t.test('a connection left in a transaction, a failed transaction, a statement in
   await h.client.end()
   await waitFor('the unsynced connection to be discarded', async () => (await discarded('not_idle')) > notIdle3)
   const k = await connect()
-  t.not((await view(k.client)).pid, vh.pid, 'unsynced extended-protocol state: not reused')
+  t.not((await serverView(k.client)).pid, vh.pid, 'unsynced extended-protocol state: not reused')
   await k.client.end()
 })
 
@@ -329,7 +312,7 @@ t.test('a connection left in COPY FROM STDIN is closed, not reused', async (t) =
   await f.pg.query('create table if not exists pool_tx(a int)', [], 'appdb')
   await f.pg.query('grant all on pool_tx to app', [], 'appdb')
   const a = await connect()
-  const va = await view(a.client)
+  const va = await serverView(a.client)
   const conn = (a.client as unknown as { connection: NodeJS.EventEmitter & { query(text: string): void } }).connection
   const copying = new Promise<void>((resolve) => conn.once('copyInResponse', () => resolve()))
   conn.query('copy pool_tx from stdin')
@@ -339,19 +322,19 @@ t.test('a connection left in COPY FROM STDIN is closed, not reused', async (t) =
   await waitFor('the COPY connection to be discarded', async () => (await discarded('not_idle')) > notIdle)
   t.equal(await idle(), 0)
   const b = await connect()
-  t.not((await view(b.client)).pid, va.pid, 'mid-COPY: not reused')
+  t.not((await serverView(b.client)).pid, va.pid, 'mid-COPY: not reused')
   await b.client.end()
 })
 
 t.test('concurrent sessions each get their own pooled connection', async (t) => {
   await emptyPool()
   const first = await Promise.all([connect(), connect(), connect()])
-  const pids = await Promise.all(first.map(async (c) => (await view(c.client)).pid))
+  const pids = await Promise.all(first.map(async (c) => (await serverView(c.client)).pid))
   t.equal(new Set(pids).size, 3)
   await Promise.all(first.map((c) => c.client.end()))
   await waitFor('3 idle connections', async () => (await idle()) === 3)
   const second = await Promise.all([connect(), connect(), connect()])
-  const again = await Promise.all(second.map(async (c) => (await view(c.client)).pid))
+  const again = await Promise.all(second.map(async (c) => (await serverView(c.client)).pid))
   t.same([...again].sort(), [...pids].sort(), 'the three backends, one each')
   t.equal(await idle(), 0)
   await Promise.all(second.map((c) => c.client.end()))
@@ -377,12 +360,12 @@ t.test('max_idle_per_key, idle_timeout and max_lifetime bound what the pool keep
   enablePool({ idleTimeoutMs: 1000, maxLifetimeMs: 1000 })
   const life0 = await discarded('max_lifetime')
   const b = await connect()
-  const vb = await view(b.client)
+  const vb = await serverView(b.client)
   await sleep(1100)
   await b.client.end()
   await waitFor('the old connection to be closed at release', async () => (await discarded('max_lifetime')) > life0)
   const c = await connect()
-  t.not((await view(c.client)).pid, vb.pid, 'a connection past max_lifetime is not reused')
+  t.not((await serverView(c.client)).pid, vb.pid, 'a connection past max_lifetime is not reused')
   await c.client.end()
   enablePool()
 })
@@ -390,35 +373,35 @@ t.test('max_idle_per_key, idle_timeout and max_lifetime bound what the pool keep
 t.test('different roles, databases or startup parameters never share a connection', async (t) => {
   await emptyPool()
   const app = await connect()
-  const vApp = await view(app.client)
+  const vApp = await serverView(app.client)
   await endAndPool(app.client, 1)
 
   const dbaToken = await f.token({ subject: 'alice@corp', claims: { groups: ['dba'] } })
   const dba = await connect({ user: 'postgres', database: 'appdb', token: dbaToken })
-  const vDba = await view(dba.client)
+  const vDba = await serverView(dba.client)
   t.not(vDba.pid, vApp.pid, 'role postgres does not get role app\'s connection')
   t.equal((await dba.client.query('select current_user as u')).rows[0].u, 'postgres')
   await endAndPool(dba.client, 2)
 
   const dba2 = await connect({ user: 'postgres', database: 'postgres', token: dbaToken })
-  const vDba2 = await view(dba2.client)
+  const vDba2 = await serverView(dba2.client)
   t.not(vDba2.pid, vDba.pid, 'another database: another connection')
   t.not(vDba2.pid, vApp.pid)
   await endAndPool(dba2.client, 3)
 
   const opt = await connect({ options: '-c work_mem=8MB' })
-  const vOpt = await view(opt.client)
+  const vOpt = await serverView(opt.client)
   t.not(vOpt.pid, vApp.pid, 'other startup parameters (options): another connection')
   t.equal((await opt.client.query('show work_mem')).rows[0].work_mem, '8MB', 'opened with the client\'s own startup parameters')
   await endAndPool(opt.client, 4)
 
   const opt2 = await connect({ options: '-c work_mem=8MB' })
-  t.equal((await view(opt2.client)).pid, vOpt.pid, 'the same startup parameters: reused')
+  t.equal((await serverView(opt2.client)).pid, vOpt.pid, 'the same startup parameters: reused')
   t.equal((await opt2.client.query('show work_mem')).rows[0].work_mem, '8MB', 'DISCARD ALL restored the startup value')
   await opt2.client.end()
 
   const app2 = await connect({ applicationName: 'another-name' })
-  const vApp2 = await view(app2.client)
+  const vApp2 = await serverView(app2.client)
   t.equal(vApp2.pid, vApp.pid, 'application_name is not part of the key (it is re-tagged per session)')
   t.equal(vApp2.appName, `another-name pgw:${vApp2.sessionId}`)
   t.equal((await app2.client.query('select current_user as u')).rows[0].u, 'app')
@@ -428,13 +411,13 @@ t.test('different roles, databases or startup parameters never share a connectio
 t.test('a pooled connection the server closed while idle is never handed out', async (t) => {
   await emptyPool()
   const a = await connect()
-  const va = await view(a.client)
+  const va = await serverView(a.client)
   await endAndPool(a.client, 1)
   await f.pg.query('select pg_terminate_backend($1)', [va.pid])
   await waitFor('the terminated connection to leave the pool', async () => (await idle()) === 0)
   t.ok((await discarded('closed_while_idle')) >= 1, 'counted as closed_while_idle')
   const b = await connect()
-  const vb = await view(b.client)
+  const vb = await serverView(b.client)
   t.not(vb.pid, va.pid, 'a new backend')
   t.equal((await b.client.query('select 1 as x')).rows[0].x, 1)
   await endAndPool(b.client, 1)
@@ -443,7 +426,7 @@ t.test('a pooled connection the server closed while idle is never handed out', a
   // the checkout's round trip), the session gets a live connection.
   await f.pg.query('select pg_terminate_backend($1)', [vb.pid])
   const c = await connect()
-  const vc = await view(c.client)
+  const vc = await serverView(c.client)
   t.not(vc.pid, vb.pid, 'not the terminated backend')
   t.equal((await c.client.query('select 2 as x')).rows[0].x, 2)
   await c.client.end()
@@ -452,10 +435,10 @@ t.test('a pooled connection the server closed while idle is never handed out', a
 t.test('cancel works on a reused connection', async (t) => {
   await emptyPool()
   const a = await connect()
-  const va = await view(a.client)
+  const va = await serverView(a.client)
   await endAndPool(a.client, 1)
   const b = await connect()
-  t.equal((await view(b.client)).pid, va.pid)
+  t.equal((await serverView(b.client)).pid, va.pid)
   const q = new pg.Query('select pg_sleep(30)')
   const result = new Promise<{ code?: string } | null>((resolve) => {
     q.on('error', (e: { code?: string }) => resolve(e))
@@ -496,24 +479,24 @@ t.test('pgbench -C (libpq: Terminate, then close): sessions reuse a few backends
 t.test('a reload that changes the upstream credentials: connections made with the old ones are not handed out', async (t) => {
   await emptyPool()
   const a = await connect()
-  const va = await view(a.client)
+  const va = await serverView(a.client)
   await endAndPool(a.client, 1)
   const newPassword = 'rotated-' + Math.random().toString(36).slice(2)
   await f.pg.query(`alter role app password '${newPassword}'`)
   reload({ ...live, upstream: { ...live.upstream, roles: { ...live.upstream.roles, app: { password: newPassword } } } })
   const b = await connect()
-  const vb = await view(b.client)
+  const vb = await serverView(b.client)
   t.not(vb.pid, va.pid, 'a new connection, made with the new password')
   t.ok((await discarded('credentials_changed')) >= 1, 'the old one was closed (credentials_changed)')
   await endAndPool(b.client, 1)
   const c = await connect()
-  t.equal((await view(c.client)).pid, vb.pid, 'connections made with the new credentials are reused')
+  t.equal((await serverView(c.client)).pid, vb.pid, 'connections made with the new credentials are reused')
   await c.client.end()
 
   // Turning the pool off closes what it holds and stops pooling.
   reload({ ...live, upstream: { ...live.upstream, pool: { ...POOL, enabled: false } } })
   const d = await connect()
-  const vd = await view(d.client)
+  const vd = await serverView(d.client)
   t.not(vd.pid, vb.pid)
   await d.client.end()
   await waitFor('an empty pool', async () => (await idle()) === 0)

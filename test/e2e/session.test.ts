@@ -8,6 +8,7 @@ import t from 'tap'
 import { execFile } from 'node:child_process'
 import { rmSync } from 'node:fs'
 import pg from 'pg'
+import { serverView } from '../helpers/server-view.js'
 import { startFixture, type Fixture } from '../helpers/proxy.js'
 import { readValidAuditLog, recordsOfType, waitForRecords, type RecordOfType } from '../helpers/audit.js'
 import type { AuditRecord } from '../../src/audit/types.js'
@@ -40,27 +41,6 @@ async function connect(o: { applicationName?: string | undefined; options?: stri
   }
   await c.connect()
   return c
-}
-
-interface ServerView {
-  sessionId: string
-  appName: string
-  activityAppName: string
-  pid: number
-  serverSessionId: string
-}
-
-async function serverView(c: pg.Client): Promise<ServerView> {
-  const r = await c.query(
-    "select current_setting('pgwitness.session_id') as sid, current_setting('application_name') as app, " +
-      '(select application_name from pg_stat_activity where pid = pg_backend_pid()) as act, pg_backend_pid() as pid, ' +
-      "(select to_hex(floor(extract(epoch from backend_start))::bigint) || '.' || to_hex(pid) from pg_stat_activity where pid = pg_backend_pid()) as c",
-  )
-  const row = r.rows[0] as { sid: string; app: string; act: string; pid: number; c: string }
-  const show = await c.query('SHOW pgwitness.session_id')
-  const shown = (show.rows[0] as Record<string, string>)['pgwitness.session_id']
-  if (shown !== row.sid) throw new Error(`SHOW pgwitness.session_id (${shown}) and current_setting (${row.sid}) disagree`)
-  return { sessionId: row.sid, appName: row.app, activityAppName: row.act, pid: row.pid, serverSessionId: row.c }
 }
 
 /** Records of one governed session, once its session.end is written. */
