@@ -24,18 +24,18 @@
  * numbers to bench/figures-<timestamp>.json and prints Markdown.
  */
 import { execFileSync } from 'node:child_process'
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import pg from 'pg'
-import { startPostgres, type PgCluster } from '../test/harness/postgres.js'
+import { startPostgres } from '../test/harness/postgres.js'
 import { createDevPki } from '../src/dev/pki.js'
 import { createDevIssuerKeys, mintDevToken } from '../src/dev/tokens.js'
 import { ensurePgbouncer, startPgbouncer, type Pgbouncer } from './lib/pgbouncer.js'
 import { BENCH_SUBJECT, chooseLauncher, startPgwitness, type AuditMode, type Pgwitness } from './lib/pgwitness.js'
-import { killAllSync, machineCpu, memoryKiB, processCpu, runCapture, stopAll } from './lib/procs.js'
+import { killAllSync, machineCpu, memoryKiB, processCpu, runCapture, benchCleanup, runBenchMain } from './lib/procs.js'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const log = (msg: string): void => void process.stderr.write(`[figures] ${msg}\n`)
@@ -90,19 +90,7 @@ interface Target {
   pgw?: Pgwitness
 }
 
-let cluster: PgCluster | null = null
-let workDir: string | null = null
-let cleaning: Promise<void> | null = null
-function cleanup(): Promise<void> {
-  cleaning ??= (async () => {
-    await stopAll()
-    if (cluster) await cluster.stop().catch((e: Error) => log(`stopping PostgreSQL: ${e.message}`))
-    if (workDir && !opt.keep) rmSync(workDir, { recursive: true, force: true })
-    else if (workDir) log(`kept work dir ${workDir}`)
-  })()
-  return cleaning
-}
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => void cleanup().finally(() => process.exit(130)))
+const { resources, cleanup } = benchCleanup(opt.keep, log)
 process.on('exit', () => killAllSync())
 
 async function pgbench(bin: string, t: Target, args: string[], timeoutS: number, cwd?: string) {
@@ -152,12 +140,13 @@ async function main(): Promise<number> {
   }
   const launcher = await chooseLauncher(ROOT)
   const pgbouncerBin = await ensurePgbouncer()
-  workDir = mkdtempSync(path.join(os.tmpdir(), 'pgw-figures-'))
+  const workDir = mkdtempSync(path.join(os.tmpdir(), 'pgw-figures-'))
+  resources.workDir = workDir
   chmodSync(workDir, 0o711)
 
   log('starting PostgreSQL')
   const pgc = await startPostgres({ settings: { max_connections: String(Math.max(300, IDLE + 200)), shared_buffers: '256MB', max_wal_size: '4GB' } })
-  cluster = pgc
+  resources.cluster = pgc
   const pgBin = (n: string): string => path.join(pgc.binDir, n)
   const benchPassword = 'bench-' + Math.random().toString(36).slice(2, 14)
   await pgc.createRole('bench', benchPassword, { database: 'bench' })
@@ -395,12 +384,4 @@ async function main(): Promise<number> {
   return 0
 }
 
-let code = 1
-try {
-  code = await main()
-} catch (err) {
-  log(`FAILED: ${(err as Error).stack ?? String(err)}`)
-} finally {
-  await cleanup()
-}
-process.exit(code)
+await runBenchMain(main, cleanup, log)

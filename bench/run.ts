@@ -16,12 +16,12 @@
  * /proc/<pid>/stat; writes the raw numbers to bench/results-<timestamp>.json.
  */
 import { execFileSync } from 'node:child_process'
-import { chmodSync, existsSync, openSync, readSync, closeSync, readFileSync, rmSync, truncateSync, writeFileSync, mkdtempSync } from 'node:fs'
+import { chmodSync, existsSync, openSync, readSync, closeSync, readFileSync, truncateSync, writeFileSync, mkdtempSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { startPostgres, type PgCluster } from '../test/harness/postgres.js'
+import { startPostgres } from '../test/harness/postgres.js'
 import { createDevPki } from '../src/dev/pki.js'
 import { createDevIssuerKeys, mintDevToken } from '../src/dev/tokens.js'
 import { connectAllowanceS, parsePgbench, parseScenarioId, runPgbench, scenarioId, type Scenario, type PgbenchTarget } from './lib/pgbench.js'
@@ -36,7 +36,8 @@ import {
   reapedChildrenCpu,
   runCapture,
   selfCpu,
-  stopAll,
+  benchCleanup,
+  runBenchMain,
   treeCpu,
 } from './lib/procs.js'
 import { markdownTable, summarize, type RunRecord, type SteadyWindow } from './lib/report.js'
@@ -146,30 +147,7 @@ function sh(cmd: string): string {
 // ---------------------------------------------------------------------------
 // cleanup
 
-let cluster: PgCluster | null = null
-let workDir: string | null = null
-let cleaning: Promise<void> | null = null
-
-function cleanup(): Promise<void> {
-  cleaning ??= (async () => {
-    await stopAll()
-    if (cluster) await cluster.stop().catch((e: Error) => log(`stopping PostgreSQL: ${e.message}`))
-    if (workDir && !opt.keep) rmSync(workDir, { recursive: true, force: true })
-    else if (workDir) log(`kept work dir ${workDir}`)
-  })()
-  return cleaning
-}
-
-let interrupted = false
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-  process.on(sig, () => {
-    if (interrupted) return
-    interrupted = true
-    log(`${sig}: stopping everything this run started`)
-    void cleanup().finally(() => process.exit(130))
-  })
-}
-process.on('exit', () => killAllSync())
+const { resources, cleanup, interrupted } = benchCleanup(opt.keep, log)
 
 // ---------------------------------------------------------------------------
 
@@ -299,7 +277,8 @@ async function main(): Promise<number> {
   const pgbouncerBin = TARGETS.some((t) => t.kind === 'pgbouncer') ? await ensurePgbouncer() : null
 
   // --- work dir (traversable by the pgbouncer/postgres OS user)
-  workDir = mkdtempSync(path.join(os.tmpdir(), 'pgw-bench-'))
+  const workDir = mkdtempSync(path.join(os.tmpdir(), 'pgw-bench-'))
+  resources.workDir = workDir
   chmodSync(workDir, 0o711)
 
   // --- PostgreSQL
@@ -314,7 +293,7 @@ async function main(): Promise<number> {
       // harness; they apply identically to every target.
     },
   })
-  cluster = pgc
+  resources.cluster = pgc
   const pgBin = (n: string): string => path.join(pgc.binDir, n)
   const benchPassword = 'bench-' + Math.random().toString(36).slice(2, 14)
   await pgc.createRole('bench', benchPassword, { database: 'bench' })
@@ -414,7 +393,7 @@ async function main(): Promise<number> {
     const sid = scenarioId(s)
     for (let round = 1; round <= ROUNDS; round++) {
       for (const t of TARGETS) {
-        if (interrupted) return 130
+        if (interrupted()) return 130
         if (s.script === 'tpcb') {
           // what pgbench's own pre-run vacuum does, done directly for every target alike
           await pgc.query('VACUUM pgbench_branches', [], 'bench')
@@ -597,13 +576,4 @@ async function main(): Promise<number> {
   return failed.length ? 1 : 0
 }
 
-let code = 1
-try {
-  code = await main()
-} catch (err) {
-  log(`FAILED: ${(err as Error).stack ?? String(err)}`)
-  code = 1
-} finally {
-  await cleanup()
-}
-process.exit(code)
+await runBenchMain(main, cleanup, log)

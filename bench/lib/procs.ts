@@ -9,7 +9,7 @@
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
 import { execFileSync } from 'node:child_process'
-import { existsSync, readFileSync, readdirSync } from 'node:fs'
+import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs'
 import net from 'node:net'
 
 export const CLK_TCK = (() => {
@@ -283,4 +283,53 @@ export async function waitForPort(port: number, timeoutMs: number, alive: () => 
     if (Date.now() > deadline) throw new Error(`nothing listening on 127.0.0.1:${port} after ${timeoutMs} ms`)
     await new Promise((r) => setTimeout(r, 100))
   }
+}
+
+/**
+ * What a bench script started and must stop, whatever way it ends: its
+ * PostgreSQL cluster and work directory (set as they are created), every
+ * process from startProcess, on SIGINT/SIGTERM/SIGHUP, a thrown error or exit.
+ */
+export interface BenchResources {
+  cluster: { stop(): Promise<void> } | null
+  workDir: string | null
+}
+
+export function benchCleanup(keep: boolean, log: (msg: string) => void): { resources: BenchResources; cleanup(): Promise<void>; interrupted(): boolean } {
+  const resources: BenchResources = { cluster: null, workDir: null }
+  let cleaning: Promise<void> | null = null
+  const cleanup = (): Promise<void> => {
+    cleaning ??= (async () => {
+      await stopAll()
+      if (resources.cluster) await resources.cluster.stop().catch((e: Error) => log(`stopping PostgreSQL: ${e.message}`))
+      if (resources.workDir && !keep) rmSync(resources.workDir, { recursive: true, force: true })
+      else if (resources.workDir) log(`kept work dir ${resources.workDir}`)
+    })()
+    return cleaning
+  }
+  let interrupted = false
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.on(sig, () => {
+      if (interrupted) return
+      interrupted = true
+      log(`${sig}: stopping everything this run started`)
+      void cleanup().finally(() => process.exit(130))
+    })
+  }
+  process.on('exit', () => killAllSync())
+  return { resources, cleanup, interrupted: () => interrupted }
+}
+
+/** Run a bench script's main, clean up whatever happens, and exit with its code. */
+export async function runBenchMain(main: () => Promise<number>, cleanup: () => Promise<void>, log: (msg: string) => void): Promise<never> {
+  let code = 1
+  try {
+    code = await main()
+  } catch (err) {
+    log(`FAILED: ${(err as Error).stack ?? String(err)}`)
+    code = 1
+  } finally {
+    await cleanup()
+  }
+  process.exit(code)
 }
