@@ -270,7 +270,7 @@ export interface LimitsConfig {
   maxTokenBytes: number
   /**
    * Most client connections open at once (handshaking or in a session); one
-   * more is refused at accept with FATAL 53300, before any TLS or parsing.
+   * more is refused with FATAL 53300 after its StartupMessage (server.ts).
    */
   maxConnections: number
   /** On shutdown, how long statements in flight may run before their sessions are ended. */

@@ -2,8 +2,8 @@ import { createHash } from 'node:crypto'
 import net from 'node:net'
 import tls from 'node:tls'
 import type { Duplex } from 'node:stream'
-import type { AuthFailureReason, ConnectionInfo, IdentityInfo, SessionEndReason, StatementRecord, Unchained } from '../audit/types.js'
-import { authFailureRecord, sessionEndRecord, sessionStartRecord, statementRecord, type SessionContext } from '../audit/records.js'
+import type { AuthFailureReason, ConnectionInfo, IdentityInfo, SessionEndReason } from '../audit/types.js'
+import { authFailureRecord, sessionEndRecord, sessionStartRecord, type SessionContext } from '../audit/records.js'
 import { identityInfo, IdentityError, type WorkloadIdentity } from '../identity/identity.js'
 import { certificateIdentity, combineTokenAndCertificate, tokenIsBoundTo, verifiedClientCertificate, type ClientCertificate } from '../identity/mtls.js'
 import type { PgwitnessConfig, PolicyRule } from '../config/types.js'
@@ -19,14 +19,11 @@ import { deepFreeze } from '../audit/canonical-json.js'
 import { rfc3339Micros } from '../util/time.js'
 import type { ProxyContext } from './context.js'
 import { startupParametersFor } from './startup-parameters.js'
-import { Relay, type RelayEvents } from './relay.js'
-import type { ObservedStatement } from './statement-tracker.js'
-import type { IntentJournal, StatementIntent } from '../audit/intent-journal.js'
+import { Relay } from './relay.js'
+import { SessionStatements } from './statement-records.js'
+import { armDeadline, sessionDeadline } from './lifetime.js'
 import { ClientGone, MessageTooLarge, SocketReader } from './socket-reader.js'
 import { HandshakeError } from './handshake-error.js'
-
-/** outcome.message of a statement forwarded whose end the proxy never saw. */
-const OUTCOME_UNSEEN = 'pgwitness did not see this statement end (the session or the proxy stopped first); it was forwarded to the server at outcome.started_at'
 
 /** What the client asked for in its StartupMessage. */
 interface Requested {
@@ -55,17 +52,14 @@ export class GovernedSession {
   private relay: Relay | null = null
   private context: SessionContext | null = null
   private cancelId: number | null = null
-  private statements = 0
   private readonly auditEnabled: boolean
+  /** The session's statements and their records (set when the relay starts). */
+  private statementLog: SessionStatements | null = null
   /** chain.seq of this session's session.start record. */
   private startSeq = 0
-  /** Strict durability: statements forwarded (or about to be) whose outcome is not recorded yet, by intent key. */
-  private readonly intents = new Map<number, StatementIntent>()
-  /** Intents of the client chunk being decoded, not yet durable. */
-  private newIntents: StatementIntent[] = []
   private startedAtMs = 0
   private handshakeTimer: NodeJS.Timeout | null = null
-  private lifetimeTimer: NodeJS.Timeout | null = null
+  private cancelLifetime: (() => void) | null = null
   private handshakeOver = false
   /** The verified client certificate, if the client presented one (mTLS). */
   private clientCert: ClientCertificate | null = null
@@ -82,6 +76,8 @@ export class GovernedSession {
   constructor(
     private readonly raw: net.Socket,
     private readonly ctx: ProxyContext,
+    /** Accepted over limits.max_connections: refused with FATAL 53300 once the client has said who it is. */
+    private readonly overLimit = false,
   ) {
     this.config = ctx.config
     this.auditEnabled = ctx.config.audit.enabled
@@ -108,6 +104,13 @@ export class GovernedSession {
     try {
       reader = await this.negotiate(reader)
       if (this.handshakeOver) return
+      if (this.overLimit) {
+        throw new HandshakeError('rate_limited', {
+          code: SQLSTATE.tooManyConnections,
+          message: 'sorry, too many clients already',
+          hint: `pgwitness admits ${this.config.limits.maxConnections} connections at once (limits.max_connections)`,
+        })
+      }
       await this.authenticate(reader)
     } catch (err) {
       this.refuse(err, reader)
@@ -235,6 +238,7 @@ export class GovernedSession {
       },
     })
     this.startSeq = this.ctx.audit.append(sessionStartRecord(this.context))
+    const statements = (this.statementLog = new SessionStatements(this.context, this.ctx.audit, this.ctx.metrics, this.auditEnabled, this.ctx.intents, this.startSeq))
     this.ctx.metrics.sessionStarted(rule.name)
 
     const key = this.ctx.cancels.register(this)
@@ -251,115 +255,29 @@ export class GovernedSession {
       maxParameterBytes: a.maxParameterBytes,
       parameters: { mode: a.parameters, hmacKey: a.parameterHmacKey },
     }, {
-      statement: (s) => this.recordStatement(s),
+      statement: (s) => statements.record(s),
       end: (reason, detail) => this.ended(reason, detail),
       auditUnavailable: () => this.ctx.auditUnavailable(),
-      ...(this.ctx.intents ? this.strictEvents(this.ctx.intents) : {}),
+      ...statements.relayEvents(),
     })
     this.ctx.log.debug({ session: sessionId, subject: identity.subject, role: req.user, database: req.database }, 'session started')
     this.ctx.metrics.relayStarted(this.relay)
+    // A client that left while its session was being set up (e.g. it sent its token and shut down
+    // its side at once): its 'end' came before the relay listened for it. What it sent is relayed, then the session ends.
+    const gone = reader.clientGone
     this.relay.start(reader.detach())
+    if (gone) {
+      this.relay.terminate('client_closed', new PgError({ code: SQLSTATE.connectionFailure, message: 'the client closed the connection while its session was being set up' }))
+      return
+    }
     this.scheduleLifetimeEnd(identity)
   }
 
-  private recordStatement(s: ObservedStatement): void {
-    this.statements++
-    this.ctx.metrics.statement(s.classes, s.status, s.durationUs)
-    if (!this.auditEnabled) return // audit.enabled: false (benchmarks of the bare relay): no record to build
-    const rec = statementRecord(this.context!, this.statements, s)
-    const intent = s.key > 0 ? this.intents.get(s.key) : undefined
-    if (intent === undefined) {
-      this.ctx.audit.append(rec)
-      return
-    }
-    // The outcome of a statement whose intent is in the journal: same record id, so recovery can tell it was recorded.
-    this.intents.delete(s.key)
-    rec.id = intent.id
-    this.ctx.intents!.resolve(intent.id, this.ctx.audit.append(rec))
-  }
-
-  /**
-   * Strict durability (see intent-journal.ts): every statement gets an intent
-   * (its record with outcome unknown) before it is forwarded, and the relay
-   * holds the client's bytes until the journal has them on disk.
-   */
-  private strictEvents(journal: IntentJournal): Pick<RelayEvents, 'intent' | 'skipped' | 'beforeForward'> {
-    return {
-      intent: (key, s) => {
-        const rec = statementRecord(this.context!, this.statements + this.intents.size + 1, {
-          ...s, status: 'unknown', commandTag: null, rows: null, sqlstate: null, message: OUTCOME_UNSEEN, durationUs: null,
-        })
-        const intent: StatementIntent = { id: rec.id, afterSeq: this.startSeq, record: rec }
-        this.intents.set(key, intent)
-        this.newIntents.push(intent)
-      },
-      skipped: (key) => {
-        const intent = this.intents.get(key)
-        if (intent === undefined) return
-        this.intents.delete(key)
-        journal.discard(intent.id)
-      },
-      beforeForward: () => {
-        if (this.newIntents.length === 0) return null
-        const batch = this.newIntents
-        this.newIntents = []
-        return journal.commit(batch).catch((err: Error) => {
-          // Not forwarded: these statements were refused, and are recorded so (the record waits in memory until the log is writable).
-          for (const i of batch) this.refuseIntent(i, err.message)
-          throw new Error(`the statement intent journal cannot be written (${err.message})`)
-        })
-      },
-    }
-  }
-
-  private refuseIntent(intent: StatementIntent, why: string): void {
-    for (const [k, v] of this.intents) if (v === intent) this.intents.delete(k)
-    this.ctx.intents!.discard(intent.id)
-    const rec = intent.record as Unchained<StatementRecord>
-    this.statements++
-    this.ctx.audit.append({
-      ...rec,
-      outcome: { ...rec.outcome, status: 'denied', sqlstate: SQLSTATE.ioError, message: `pgwitness: the statement intent journal cannot be written (${why}); statements are refused rather than run unaudited`, duration_us: 0 },
-    })
-  }
-
-  /** At session end: statements forwarded whose end was never seen are recorded with outcome unknown. */
-  private recordUnfinished(): void {
-    for (const intent of this.intents.values()) {
-      this.statements++
-      const rec = intent.record as Unchained<StatementRecord>
-      this.ctx.intents!.resolve(intent.id, this.ctx.audit.append({ ...rec, time: rfc3339Micros(), statement: { ...rec.statement, seq: this.statements } }))
-    }
-    this.intents.clear()
-  }
-
-  /**
-   * By default a session ends when its token expires (the token was the
-   * authorization; continuing past it would outlive the grant). Config may let
-   * it outlive the token, up to session.max_duration.
-   */
+  /** End the session at its deadline (token expiry or session.max_duration; see lifetime.ts). */
   private scheduleLifetimeEnd(identity: WorkloadIdentity): void {
-    const lifetime = this.config.session
-    const now = Date.now()
-    let endAt: number | null = null
-    let reason: SessionEndReason = 'token_expired'
-    let message = 'the session ended because its token expired; reconnect with a fresh token'
-    if (!lifetime.outliveToken && identity.expiresAt !== null) endAt = identity.expiresAt * 1000
-    if (lifetime.maxDurationMs !== null && (endAt === null || now + lifetime.maxDurationMs < endAt)) {
-      endAt = now + lifetime.maxDurationMs
-      reason = 'policy_terminated'
-      message = 'the session reached its maximum duration (session.max_duration); reconnect to continue'
-    }
-    if (endAt === null) return
-    const arm = (): void => {
-      const wait = endAt! - Date.now()
-      // setTimeout holds at most ~24.8 days; longer waits re-arm.
-      this.lifetimeTimer = setTimeout(wait > 0x7fffffff ? arm : () => this.relay?.terminate(reason, new PgError({
-        code: SQLSTATE.invalidAuthorization, message,
-      })), Math.max(0, Math.min(wait, 0x7fffffff)))
-      this.lifetimeTimer.unref()
-    }
-    arm()
+    const d = sessionDeadline(this.config.session, identity.expiresAt)
+    if (d === null) return
+    this.cancelLifetime = armDeadline(d.at, () => this.relay?.terminate(d.reason, new PgError({ code: SQLSTATE.invalidAuthorization, message: d.message })))
   }
 
   /**
@@ -422,7 +340,7 @@ export class GovernedSession {
 
   private ended(reason: SessionEndReason, detail: string | null): void {
     if (this.cancelId !== null) this.ctx.cancels.unregister(this.cancelId)
-    if (this.lifetimeTimer) clearTimeout(this.lifetimeTimer)
+    this.cancelLifetime?.()
     const r = this.relay!
     this.ctx.metrics.relayEnded(r)
     // upstream.pool: hand the connection back (reset and kept if the session ended idle, else closed).
@@ -430,11 +348,13 @@ export class GovernedSession {
       this.upstream.release(reason)
       this.upstream = null // a late cancel request must not reach the connection's next session
     }
+    const statements = this.statementLog!
+    statements.end()
     this.ctx.audit.append(sessionEndRecord(this.context!, {
       reason,
       detail,
       durationMs: Date.now() - this.startedAtMs,
-      statements: this.statements,
+      statements: statements.count,
       bytesIn: r.bytesIn,
       bytesOut: r.bytesOut,
     }))

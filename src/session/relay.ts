@@ -29,6 +29,12 @@ export interface RelayOptions {
   maxStatementBytes: number
   maxParameterBytes: number
   parameters: ParameterPolicy
+  /**
+   * When the client vanishes with statements in flight, keep reading their
+   * outcomes until the server has answered them (default true). Off for a
+   * pooled upstream connection, whose lease decides on its own.
+   */
+  drainOnClientLoss?: boolean
 }
 
 export interface RelayEvents {
@@ -48,6 +54,9 @@ export interface RelayEvents {
   /** Called exactly once, after both sockets are closed or being closed. */
   end(reason: SessionEndReason, detail: string | null): void
 }
+
+/** Client bytes held while waiting for intents to be durable before the client is paused. */
+const HELD_LIMIT = 256 * 1024
 
 /** Frontend messages at or above this size are streamed instead of captured whole. */
 const STREAM_THRESHOLD = 1 << 20
@@ -86,6 +95,9 @@ export class Relay {
   /** Waiting for beforeForward(): client chunks that arrive meanwhile wait here, in order. */
   private gated = false
   private held: Buffer[] = []
+  private heldBytes = 0
+  /** The client was paused because too much arrived while gated. */
+  private heldPaused = false
   // Stream-mode state for one large frontend message at a time.
   private bindStream: BindStreamDecoder | null = null
   private textPrefix: Buffer[] = []
@@ -140,6 +152,11 @@ export class Relay {
     if (this.ended) return
     if (this.gated) {
       this.held.push(chunk)
+      this.heldBytes += chunk.length
+      if (this.heldBytes > HELD_LIMIT && !this.heldPaused) {
+        this.heldPaused = true
+        this.client.pause()
+      }
       return
     }
     this.bytesIn += chunk.length
@@ -153,15 +170,23 @@ export class Relay {
     const gate = this.events.beforeForward?.() ?? null
     if (gate === null) return this.forward(out, violation)
     // Strict durability: nothing of this chunk goes upstream before its statements' intents are on disk.
+    // The client is not paused for that (a pause and resume per round trip are two syscalls):
+    // what it sends meanwhile waits in `held`, and only a client sending a lot is paused.
     this.gated = true
-    this.client.pause()
     gate.then(
       () => {
         this.gated = false
         if (this.ended) return
         this.forward(out, violation)
-        if (!this.ended && !this.upstreamFull) this.client.resume()
-        while (!this.gated && !this.ended && this.held.length > 0) this.clientData(this.held.shift()!)
+        if (this.heldPaused && !this.ended && !this.upstreamFull) {
+          this.heldPaused = false
+          this.client.resume()
+        }
+        while (!this.gated && !this.ended && this.held.length > 0) {
+          const next = this.held.shift()!
+          this.heldBytes -= next.length
+          this.clientData(next)
+        }
       },
       (err: Error) => {
         this.gated = false
@@ -189,15 +214,38 @@ export class Relay {
   }
 
   private upstreamData(chunk: Buffer): void {
-    if (this.ended) return
-    this.bytesOut += chunk.length
+    if (this.ended && this.drained === null) return
+    if (this.drained === null) this.bytesOut += chunk.length
     try {
       this.fromServer.push(chunk)
     } catch (err) {
+      if (this.drained !== null) return this.endDrain()
       this.fail('upstream_error', new PgError({ code: SQLSTATE.protocolViolation, message: `invalid data from the upstream server: ${(err as Error).message}` }))
       return
     }
+    if (this.drained !== null) {
+      // The client is gone: outcomes only, until every statement it sent has one.
+      if (this.tracker.pending === 0) this.endDrain()
+      return
+    }
     if (!this.client.write(chunk)) this.upstream.pause()
+  }
+
+  /**
+   * Set while the client is gone but statements it sent are still running
+   * upstream: PostgreSQL finishes them before it reads the Terminate behind
+   * them, so their outcomes are read (not relayed) and recorded until all are
+   * in or the server closes, at most until the 5 s close timer; then the
+   * session ends.
+   */
+  private drained: { reason: SessionEndReason; detail: string | null } | null = null
+
+  private endDrain(): void {
+    const d = this.drained
+    if (d === null) return
+    this.drained = null
+    this.tracker.abandon()
+    this.events.end(d.reason, d.detail)
   }
 
   private fail(reason: SessionEndReason, err: PgError): void {
@@ -207,14 +255,20 @@ export class Relay {
   }
 
   private finish(reason: SessionEndReason, detail: string | null): void {
-    if (this.ended) return
+    if (this.ended) {
+      if (reason === 'upstream_closed') this.endDrain()
+      return
+    }
     this.ended = true
     // After the client's Terminate the server closing is the expected end, not an upstream failure.
     if (this.clientTerminated && reason === 'upstream_closed') {
       reason = 'client_closed'
       detail = null
     }
-    this.tracker.abandon()
+    // A client that vanished with statements in flight: PostgreSQL still runs them; record how they end.
+    const drain = reason === 'client_closed' && this.opts.drainOnClientLoss !== false && this.tracker.pending > 0 &&
+      !this.upstream.destroyed && this.upstream.writable
+    if (!drain) this.tracker.abandon()
     if (!this.upstream.destroyed) {
       if (reason !== 'upstream_closed' && reason !== 'upstream_error' && !this.clientTerminated && this.upstream.writable) {
         this.upstream.end(TERMINATE)
@@ -227,7 +281,13 @@ export class Relay {
     setTimeout(() => {
       this.client.destroy()
       this.upstream.destroy()
+      this.endDrain()
     }, 5000).unref()
+    if (drain) {
+      this.drained = { reason, detail }
+      this.upstream.resume()
+      return
+    }
     this.events.end(reason, detail)
   }
 

@@ -36,6 +36,11 @@ export class SocketReader {
     return this.buf.length
   }
 
+  /** The client has ended or closed the connection (seen while this reader was attached). */
+  get clientGone(): boolean {
+    return this.ended instanceof ClientGone
+  }
+
   /** The next length-prefixed startup-phase packet (SSLRequest, StartupMessage, CancelRequest …). */
   async readStartupPacket(): Promise<Buffer> {
     for (;;) {

@@ -58,6 +58,8 @@ export class Lease {
   private terminated = false
   /** Something the server must not see made reuse impossible (a Terminate split across writes, bytes after Terminate). */
   private spoiled = false
+  /** The client vanished with statements running: the relay ended the server session (it closes). */
+  private endedBusy = false
 
   constructor(
     private readonly conn: PooledConnection,
@@ -163,7 +165,17 @@ export class Lease {
     return -1
   }
 
-  private readonly end = (..._args: unknown[]): unknown => {
+  private readonly end = (...args: unknown[]): unknown => {
+    // The client vanished (no Terminate of its own) with statements still running: the relay
+    // ends the server session itself and reads their outcomes until the server closes
+    // (Relay drain). That connection is not reusable: let the Terminate through, as without a pool.
+    const data = args[0]
+    if (!this.detached && !this.settled && !this.terminated && Buffer.isBuffer(data) && this.inFlight()) {
+      this.spoiled = true
+      this.endedBusy = true
+      this.conn.socket.end(data)
+      return this.proxy
+    }
     // The relay is done with the connection; the session's release decides its fate.
     // Should no release come (a session that never calls it), close it.
     if (!this.detached && !this.settled) {
@@ -215,10 +227,16 @@ export class Lease {
     else this.conn.released(this, verdict)
   }
 
+  /** Requests sent whose ReadyForQuery has not come back yet. */
+  private inFlight(): boolean {
+    return this.readyAtStart + this.cycles - this.conn.readyCount > 0 || this.unsynced
+  }
+
   /** null: reusable now; 'drain': reusable once the answers still due have arrived. */
   private verdict(reason: string): DiscardReason | 'drain' | null {
     const clean = CLEAN_END.has(reason) || (reason === 'upstream_closed' && this.terminated)
     if (!clean) return 'session_end_reason'
+    if (this.endedBusy) return 'not_idle'
     if (!this.conn.alive) return 'closed_while_idle'
     const clientClean = !this.spoiled && this.remaining < 0 && this.headerFill === 0 && !this.unsynced
     if (!clientClean) return 'not_idle'

@@ -8,6 +8,7 @@
  * `serialize`) and read parsed backend messages in order.
  */
 import net from 'node:net'
+import { Duplex } from 'node:stream'
 import tls from 'node:tls'
 import { serialize } from 'pg-protocol/dist/serializer'
 import { Parser } from 'pg-protocol/dist/parser'
@@ -50,6 +51,12 @@ export interface WireConnectOptions {
   host?: string
   /** Extra startup parameters. */
   parameters?: Record<string, string>
+  /**
+   * Run TLS over a stream bridge instead of handing it the TCP socket, so
+   * that reset() can abort the TCP connection with an RST (Node cannot reset
+   * a TLS socket itself).
+   */
+  resettable?: boolean
 }
 
 export class WireClient {
@@ -61,6 +68,9 @@ export class WireClient {
   private readonly parser = new Parser()
   readonly parameters = new Map<string, string>()
   backendKey: { processID: number; secretKey: number } | null = null
+
+  /** The TCP socket under the TLS socket (set for `resettable` clients). */
+  private raw: net.Socket | null = null
 
   private constructor(readonly socket: tls.TLSSocket) {
     socket.on('data', (chunk: Buffer) => {
@@ -103,13 +113,14 @@ export class WireClient {
       throw new Error(`proxy refused SSLRequest: ${JSON.stringify(answer.toString('latin1'))}`)
     }
     raw.removeAllListeners('error')
-    const socket = tls.connect({ socket: raw, rejectUnauthorized: false, servername: undefined })
+    const socket = tls.connect({ socket: o.resettable ? bridge(raw) : raw, rejectUnauthorized: false, servername: undefined })
     await new Promise<void>((resolve, reject) => {
       socket.once('secureConnect', resolve)
       socket.once('error', reject)
     })
     socket.removeAllListeners('error')
     const c = new WireClient(socket)
+    if (o.resettable) c.raw = raw
     c.send(serialize.startup({
       user: o.user ?? 'app',
       database: o.database ?? 'appdb',
@@ -228,9 +239,39 @@ export class WireClient {
     this.socket.destroy()
   }
 
+  /** Abort the connection with a TCP RST (a client that crashes or loses its network); `resettable` clients only. */
+  reset(): void {
+    if (!this.raw) throw new Error('reset() needs WireClient.connect({ resettable: true })')
+    this.raw.resetAndDestroy()
+    this.socket.destroy()
+  }
+
   private wake(): void {
     this.waiter?.()
   }
+}
+
+/** A JS stream over a TCP socket, for TLS to run on while the TCP socket stays ours to reset. */
+function bridge(raw: net.Socket): Duplex {
+  const d = new Duplex({
+    write(chunk: Buffer, _enc, cb) {
+      raw.write(chunk, cb)
+    },
+    final(cb) {
+      raw.end()
+      cb()
+    },
+    read() {},
+    destroy(err, cb) {
+      raw.destroy()
+      cb(err)
+    },
+  })
+  raw.on('data', (b: Buffer) => d.push(b))
+  raw.on('end', () => d.push(null))
+  raw.on('error', () => undefined)
+  raw.on('close', () => d.destroy())
+  return d
 }
 
 /** Compact description of backend messages, for assertions and diagnostics. */

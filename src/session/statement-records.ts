@@ -1,0 +1,137 @@
+/**
+ * The statement records of one governed session, and, under strict
+ * durability, their intents (see audit/intent-journal.ts): every statement
+ * gets an intent — its record with outcome unknown — before it is forwarded,
+ * and the relay holds the client's bytes until the journal has them on disk.
+ * The outcome's record carries the intent's id, so recovery after a crash
+ * can tell which forwarded statements were recorded.
+ */
+import type { IntentJournal, StatementIntent } from '../audit/intent-journal.js'
+import type { AuditSink } from '../audit/log.js'
+import { statementRecord, type SessionContext } from '../audit/records.js'
+import type { StatementRecord, Unchained } from '../audit/types.js'
+import type { ProxyMetrics } from '../metrics/registry.js'
+import { SQLSTATE } from '../protocol/errors.js'
+import { rfc3339Micros } from '../util/time.js'
+import type { RelayEvents } from './relay.js'
+import type { ObservedStatement } from './statement-tracker.js'
+
+/** outcome.message of a statement forwarded whose end the proxy never saw. */
+const OUTCOME_UNSEEN = 'pgwitness did not see this statement end (the session or the proxy stopped first); it was forwarded to the server at outcome.started_at'
+
+export class SessionStatements {
+  /** Statements recorded so far (statement.seq of the last). */
+  count = 0
+  /** Statements forwarded (or about to be) whose outcome is not recorded yet, by intent key. */
+  private readonly intents = new Map<number, StatementIntent>()
+  /** Intents of the client chunk being decoded, not yet durable. */
+  private fresh: StatementIntent[] = []
+  /** Intents being made durable; their chunk is forwarded once they are (null: none waiting). */
+  private gated: StatementIntent[] | null = null
+
+  constructor(
+    private readonly context: SessionContext,
+    private readonly audit: AuditSink,
+    private readonly metrics: ProxyMetrics,
+    /** null: audit.enabled false (benchmarks of the bare relay): statements are counted, not recorded. */
+    private readonly recording: boolean,
+    /** Strict durability: the journal; null otherwise. */
+    private readonly journal: IntentJournal | null,
+    /** chain.seq of the session's session.start: the outcomes of its statements come after it. */
+    private readonly startSeq: number,
+  ) {}
+
+  /** A statement's outcome, from the relay. */
+  record(s: ObservedStatement): void {
+    this.count++
+    this.metrics.statement(s.classes, s.status, s.durationUs)
+    if (!this.recording) return
+    const rec = statementRecord(this.context, this.count, s)
+    const intent = s.key > 0 ? this.intents.get(s.key) : undefined
+    if (intent === undefined) {
+      this.audit.append(rec)
+      return
+    }
+    this.intents.delete(s.key)
+    rec.id = intent.id
+    this.journal!.resolve(intent.id, this.audit.append(rec))
+  }
+
+  /** The relay events of strict durability (none without a journal). */
+  relayEvents(): Pick<RelayEvents, 'intent' | 'skipped' | 'beforeForward'> {
+    const journal = this.journal
+    if (journal === null || !this.recording) return {}
+    return {
+      intent: (key, s) => {
+        const rec = statementRecord(this.context, this.count + this.intents.size + 1, {
+          ...s, status: 'unknown', commandTag: null, rows: null, sqlstate: null, message: OUTCOME_UNSEEN, durationUs: null,
+        })
+        const intent: StatementIntent = { id: rec.id, afterSeq: this.startSeq, record: rec }
+        this.intents.set(key, intent)
+        this.fresh.push(intent)
+      },
+      skipped: (key) => {
+        const intent = this.intents.get(key)
+        if (intent === undefined) return
+        this.intents.delete(key)
+        journal.discard(intent.id)
+      },
+      beforeForward: () => {
+        if (this.fresh.length === 0) return null
+        const batch = this.fresh
+        this.fresh = []
+        this.gated = batch
+        return journal.commit(batch).then(
+          () => {
+            if (this.gated === batch) this.gated = null
+          },
+          (err: Error) => {
+            if (this.gated === batch) this.gated = null
+            // Not forwarded: refused, and recorded so (the record waits in memory until the log is writable).
+            for (const i of batch) this.refuse(i, err.message)
+            throw new Error(`the statement intent journal cannot be written (${err.message})`)
+          },
+        )
+      },
+    }
+  }
+
+  /**
+   * The session ended: intents still waiting to be made durable were never
+   * forwarded (the relay forwards nothing after its end) and are forgotten;
+   * statements forwarded whose end was never seen are recorded with outcome
+   * unknown.
+   */
+  end(): void {
+    if (this.gated !== null) {
+      for (const i of this.gated) this.forget(i)
+      this.gated = null
+    }
+    for (const intent of this.intents.values()) {
+      this.count++
+      const rec = intent.record as Unchained<StatementRecord>
+      this.journal!.resolve(intent.id, this.audit.append({ ...rec, time: rfc3339Micros(), statement: { ...rec.statement, seq: this.count } }))
+    }
+    this.intents.clear()
+  }
+
+  /** An intent whose statement will never reach the server. */
+  private forget(intent: StatementIntent): void {
+    for (const [k, v] of this.intents) if (v === intent) this.intents.delete(k)
+    this.journal!.discard(intent.id)
+  }
+
+  private refuse(intent: StatementIntent, why: string): void {
+    this.forget(intent)
+    const rec = intent.record as Unchained<StatementRecord>
+    this.count++
+    this.audit.append({
+      ...rec,
+      statement: { ...rec.statement, seq: this.count },
+      outcome: {
+        ...rec.outcome, status: 'denied', sqlstate: SQLSTATE.ioError, duration_us: 0,
+        message: `pgwitness: the statement intent journal cannot be written (${why}); statements are refused rather than run unaudited`,
+      },
+    })
+  }
+}
