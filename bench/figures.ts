@@ -184,7 +184,7 @@ async function main(): Promise<number> {
     // A process of its own for the memory figure: the others' heaps hold the garbage of earlier runs.
     { name: 'pgwitness-mem', audit: 'batched', pool: false, need: ['memory'] },
     { name: 'pgwitness-on-pool', audit: 'batched', pool: true, need: ['connect'] },
-    { name: 'pgwitness-strict', audit: 'strict', pool: false, need: ['audit'] },
+    { name: 'pgwitness-strict', audit: 'strict', pool: false, need: ['latency', 'audit'] },
   ]
   const pgw = new Map<string, Pgwitness>()
   for (const d of pgwDefs.filter((d) => d.need.some((n) => ONLY.has(n)))) {
@@ -210,7 +210,7 @@ async function main(): Promise<number> {
 
   // ---- latency at -c 1
   if (ONLY.has('latency')) {
-    const names = ['direct', 'pgbouncer', 'pgwitness-off', 'pgwitness-on']
+    const names = ['direct', 'pgbouncer', 'pgwitness-off', 'pgwitness-on', 'pgwitness-strict']
     const per: Record<string, Array<{ p50: number; p99: number; mean: number; tps: number; n: number }>> = {}
     const logDir = path.join(workDir, 'latency-logs')
     mkdirSync(logDir, { recursive: true })

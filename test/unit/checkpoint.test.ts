@@ -178,3 +178,22 @@ t.test('rotation restarts the chain head from the newest rotated file when the a
   t.same(sink.head, { seq: head.seq, hash: head.hash }, 'continues from the last rotated file')
   await sink.close()
 })
+
+t.test('rotation by age: an idle log rotates once its interval has passed, ending with a checkpoint', async (t) => {
+  const sub = mkdtempSync(path.join(dir, 'rot-age-'))
+  const file = path.join(sub, 'audit.jsonl')
+  const sink = await FileAuditSink.open(file, silent, 1000, undefined, { maxBytes: null, intervalMs: 1000 })
+  const chainer = new AuditChainer(sink, sink.head, silent, { key, proxy, everyRecords: 1000, everySeconds: 3600 })
+  for (let i = 0; i < 3; i++) chainer.append(body(i))
+  // No more records: the chainer's timer notices the file's age.
+  const deadline = Date.now() + 10_000
+  while (listLogFiles(file).length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100))
+  chainer.append(body(3))
+  await chainer.close()
+  const files = listLogFiles(file)
+  t.equal(files.length, 2, 'rotated once')
+  const rotated = records(files[0]!.path)
+  t.equal(rotated.length, 4, 'three records and the checkpoint before the rotation')
+  t.equal(rotated.at(-1)!.type, 'checkpoint')
+  t.ok((await verifyChain(files.map((f) => f.path), { publicKeys })).ok, 'the two files verify as one signed chain')
+})
