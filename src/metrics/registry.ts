@@ -1,100 +1,31 @@
 import { performance } from 'node:perf_hooks'
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type LabelValues } from 'prom-client'
 import type { AuditSink, AuditSinkObserver } from '../audit/log.js'
-import type { AuditRecordBody, AuthFailureReason, OutcomeStatus } from '../audit/types.js'
+import type { AuthFailureReason, OutcomeStatus } from '../audit/types.js'
 import type { JwksStats } from '../identity/jwks.js'
+import { AuditMetrics, type AuditLogState, type AuditSinkLag } from './audit-metrics.js'
+import type { ByteDirection, ConnectionOutcome, ProxyMetrics, RelayByteCounts, UpstreamPoolStats } from './proxy-metrics.js'
+import { sourcedCounter } from './sourced-counter.js'
+
+export { AUDIT_IO_BUCKETS, type AuditLogState, type AuditSinkLag } from './audit-metrics.js'
+export type { ByteDirection, ConnectionOutcome, ProxyMetrics, RelayByteCounts, UpstreamPoolStats } from './proxy-metrics.js'
 
 /**
  * Prometheus metrics of one ProxyServer (prefix `pgwitness_`).
  *
- * The rest of the code calls the small `ProxyMetrics` interface; the
- * prom-client objects stay in here. Per-statement and per-chunk work is kept
+ * The rest of the code calls the small `ProxyMetrics` interface
+ * (proxy-metrics.ts); the prom-client objects stay in here and in
+ * audit-metrics.ts (the audit stream's). Per-statement and per-chunk work is kept
  * off prom-client: statements and audit records bump plain numbers in typed
  * arrays, relayed bytes are read from the live relays' own counters, and all
  * of it is folded into the counters at scrape time (collect callbacks), so
  * the hot path builds no label strings and hashes nothing.
  */
 
-/** How a client connection's handshake ended (one per connection). */
-export type ConnectionOutcome =
-  /** A governed session started. */
-  | 'admitted'
-  /** Refused after the StartupMessage (an auth.failure record was written). */
-  | 'refused'
-  /** Ended before a StartupMessage: TCP probe, failed TLS handshake, timeout, garbage. */
-  | 'aborted'
-  /** A CancelRequest connection. */
-  | 'cancel_request'
-  /** Accepted while the proxy was shutting down, and closed at once. */
-  | 'shutdown'
-
-export type ByteDirection = 'client_to_server' | 'server_to_client'
-
-/** A relay's running byte counts (Relay has them as plain fields). */
-export interface RelayByteCounts {
-  readonly bytesIn: number
-  readonly bytesOut: number
-}
-
-/** Audit state read at scrape time. */
-export interface AuditLogState {
-  /** Records queued and not yet written. */
-  readonly backlog: number
-}
-
-/** A delivery target of the audit stream, for the sink lag gauges. */
-export interface AuditSinkLag {
-  /** Records appended to the local log and not yet delivered by this sink. */
-  lagRecords(): number
-  /** Age of the oldest record not yet delivered (0 when none). */
-  lagSeconds(): number
-  /** Records delivered (acknowledged by the sink) since start; absent for the in-line writers. */
-  delivered?(): number
-}
-
-/** What the proxy reports; every method is cheap enough for its call site. */
-export interface ProxyMetrics {
-  /** A client connection was accepted (active gauge +1). */
-  connectionOpened(): void
-  /** A connection accepted with connectionOpened() is over (active gauge -1). */
-  connectionClosed(): void
-  /** How the connection's handshake ended; call once per connection. */
-  connectionOutcome(outcome: ConnectionOutcome): void
-  /** One auth.failure record; its reason (an unknown reason is counted as "other"). */
-  authFailure(reason: string): void
-  /** A governed session started under this policy rule (also counts connection outcome "admitted"). */
-  sessionStarted(policyRule: string): void
-  /** One statement record: one increment per class ("NONE" without classes); duration observed when known. */
-  statement(classes: readonly string[], status: OutcomeStatus, durationUs: number | null): void
-  /** Bytes relayed outside a tracked relay. */
-  bytes(direction: ByteDirection, n: number): void
-  /** Count this relay's bytes live, at every scrape, until relayEnded(). */
-  relayStarted(relay: RelayByteCounts): void
-  /** Fold the relay's final byte counts into the totals and stop reading it. */
-  relayEnded(relay: RelayByteCounts): void
-  /** Run the upstream connect + login and observe how long it took (result ok / error). */
-  timeUpstreamConnect<T>(connect: () => Promise<T>): Promise<T>
-  upstreamConnect(seconds: number, ok: boolean): void
-  /** The upstream connection pool (upstream.pool), read at scrape time. Optional: a pool may run without metrics. */
-  watchUpstreamPool?(stats: () => UpstreamPoolStats): void
-}
-
-/** Counts of the upstream connection pool (src/upstream/pool.ts). */
-export interface UpstreamPoolStats {
-  /** Idle authenticated connections waiting for a session now. */
-  readonly idle: number
-  /** Sessions that got a pooled connection instead of a new one (monotonic). */
-  readonly reused: number
-  /** Connections closed by the pool instead of being kept or handed out, by reason (monotonic). */
-  readonly discarded: Readonly<Record<string, number>>
-}
-
 /** Buckets (seconds) for statement durations: 100 µs … 30 s. */
 export const STATEMENT_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
 /** Buckets (seconds) for upstream connect + login: 1 ms … 10 s. */
 export const CONNECT_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
-/** Buckets (seconds) for audit log writes and fsyncs: 50 µs … 1 s. */
-export const AUDIT_IO_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1]
 
 /** Statement class label values: the audit classes, NONE (no class), OTHER (anything unexpected). */
 export const STATEMENT_CLASS_LABELS = ['READ', 'WRITE', 'FUNCTION', 'ROLE', 'DDL', 'MISC', 'MISC_SET', 'NONE', 'OTHER'] as const
@@ -146,38 +77,6 @@ function defaultMetricsRegistry(): Registry {
   return processRegistry
 }
 
-/**
- * A counter fed at scrape time from monotonic numbers kept elsewhere: each
- * collect adds what grew since the last one. A series appears (at 0) the
- * first time its source reports it.
- */
-function sourcedCounter<L extends string>(o: {
-  name: string
-  help: string
-  labelNames: readonly L[]
-  registers: Registry[]
-  read(emit: (labels: LabelValues<L>, value: number) => void): void
-}): Counter<L> {
-  const reported = new Map<string, number>()
-  const counter: Counter<L> = new Counter<L>({
-    name: o.name,
-    help: o.help,
-    labelNames: o.labelNames,
-    registers: o.registers,
-    collect: () => {
-      o.read((labels, value) => {
-        const key = o.labelNames.map((n) => String(labels[n] ?? '')).join('\0')
-        const before = reported.get(key)
-        if (before === undefined || value > before) {
-          // A source that went backwards (never expected) is not reported as a decrease.
-          counter.inc(labels, before === undefined ? value : value - before)
-          reported.set(key, value)
-        }
-      })
-    },
-  })
-  return counter
-}
 
 export class PrometheusMetrics implements ProxyMetrics {
   /** This proxy's own metrics. */
@@ -195,19 +94,14 @@ export class PrometheusMetrics implements ProxyMetrics {
   private readonly statementDuration: Histogram
   private readonly upstreamOk: { observe(v: number): void }
   private readonly upstreamError: { observe(v: number): void }
-  private readonly auditWrite: Histogram
-  private readonly auditFsync: Histogram
-  private readonly auditErrors: Counter<'sink'>
+  private readonly audit: AuditMetrics
 
   /** Statements per (class, status): STATEMENT_CLASS_LABELS × STATEMENT_STATUS_LABELS. */
   private readonly statementCounts = new Float64Array(STATEMENT_CLASS_LABELS.length * STATEMENT_STATUS_LABELS.length)
-  private auditRecords = 0
   /** Bytes of ended relays (and bytes()). */
   private bytesToServer = 0
   private bytesToClient = 0
   private readonly liveRelays = new Set<RelayByteCounts>()
-  private auditLog: AuditLogState | null = null
-  private readonly sinks = new Map<string, AuditSinkLag>()
   private jwksStats: () => Record<string, JwksStats> = () => ({})
   private poolStats: (() => UpstreamPoolStats) | null = null
 
@@ -275,52 +169,8 @@ export class PrometheusMetrics implements ProxyMetrics {
       },
     })
 
-    sourcedCounter({
-      name: `${p}audit_records_total`,
-      help: 'Audit records appended to the audit stream (all types).',
-      labelNames: [],
-      registers,
-      read: (emit) => emit({}, this.auditRecords),
-    })
-    this.auditWrite = new Histogram({ name: `${p}audit_write_seconds`, help: 'Writing one batch of records to the local audit log.', buckets: AUDIT_IO_BUCKETS, registers })
-    this.auditFsync = new Histogram({ name: `${p}audit_fsync_seconds`, help: 'fsync of the local audit log.', buckets: AUDIT_IO_BUCKETS, registers })
+    this.audit = new AuditMetrics(p, registers)
     const metrics = this
-    new Gauge({
-      name: `${p}audit_backlog_records`,
-      help: 'Audit records queued for the local audit log and not yet written.',
-      registers,
-      collect() {
-        this.set(metrics.auditLog?.backlog ?? 0)
-      },
-    })
-    new Gauge({
-      name: `${p}audit_sink_lag_records`,
-      help: 'Records in the local audit log not yet delivered by each sink.',
-      labelNames: ['sink'],
-      registers,
-      collect() {
-        for (const [sink, s] of metrics.sinks) this.set({ sink }, s.lagRecords())
-      },
-    })
-    new Gauge({
-      name: `${p}audit_sink_lag_seconds`,
-      help: 'Age of the oldest record each sink has not yet delivered (0 when caught up).',
-      labelNames: ['sink'],
-      registers,
-      collect() {
-        for (const [sink, s] of metrics.sinks) this.set({ sink }, s.lagSeconds())
-      },
-    })
-    sourcedCounter({
-      name: `${p}audit_sink_delivered_total`,
-      help: 'Audit records delivered to each shipped sink (nats, syslog, http) and acknowledged by it; a record re-sent after a failure counts again.',
-      labelNames: ['sink'],
-      registers,
-      read: (emit) => {
-        for (const [sink, s] of metrics.sinks) if (s.delivered) emit({ sink }, s.delivered())
-      },
-    })
-    this.auditErrors = new Counter({ name: `${p}audit_delivery_errors_total`, help: 'Failed attempts to write or deliver audit records, by sink (each is retried).', labelNames: ['sink'], registers })
 
     sourcedCounter({
       name: `${p}jwks_refreshes_total`,
@@ -460,36 +310,22 @@ export class PrometheusMetrics implements ProxyMetrics {
 
   /** Count every record appended through the returned sink. */
   meterAudit(sink: AuditSink): AuditSink {
-    const metrics = this
-    return {
-      append(record: AuditRecordBody): number {
-        metrics.auditRecords++
-        return sink.append(record)
-      },
-      flush: () => sink.flush(),
-      close: () => sink.close(),
-    }
+    return this.audit.meter(sink)
   }
 
   /** Timing and error hooks for a sink writing the audit stream (FileAuditSink). */
   auditObserver(sink: string): AuditSinkObserver {
-    const errors = this.auditErrors.labels(sink)
-    this.auditErrors.inc({ sink }, 0)
-    return {
-      written: (_records, seconds) => this.auditWrite.observe(seconds),
-      synced: (seconds) => this.auditFsync.observe(seconds),
-      failed: () => errors.inc(),
-    }
+    return this.audit.observer(sink)
   }
 
   /** The local audit log, for the backlog gauge. */
   watchAuditLog(log: AuditLogState): void {
-    this.auditLog = log
+    this.audit.watchLog(log)
   }
 
   /** A delivery sink, for the lag gauges (the local log and stdout are written in line: lag 0). */
   watchSink(name: string, lag: AuditSinkLag = { lagRecords: () => 0, lagSeconds: () => 0 }): void {
-    this.sinks.set(name, lag)
+    this.audit.watchSink(name, lag)
   }
 
   /** The upstream connection pool's counts, read at scrape time. */

@@ -1,7 +1,10 @@
 import type { OutcomeStatus, StatementInfo } from '../audit/types.js'
 import { splitStatements, unparsedStatement, type SplitStatement } from '../audit/split.js'
 import { nowMicros } from '../util/time.js'
-import { decodeUtf8Prefix } from '../util/utf8.js'
+import { capText, cstring, denialOf, rowsOf, statusOf } from './tracked-statement.js'
+import type { BackendError, Denial, Expect, ForwardedStatement, ObservedStatement, Open, Portal, Prepared } from './tracked-statement.js'
+
+export { capText, rowsOfTag, type BackendError, type Denial, type ForwardedStatement, type ObservedStatement } from './tracked-statement.js'
 
 /**
  * Pairs what the client sends with what the server answers, and reports one
@@ -17,87 +20,6 @@ import { decodeUtf8Prefix } from '../util/utf8.js'
  * Pure: no I/O; the caller feeds decoded frontend messages and backend
  * message types/bodies, and receives statements through `onStatement`.
  */
-
-export interface ObservedStatement {
-  /**
-   * Intent key (strict durability): the number the statement got when it was
-   * forwarded (onIntent), 0 when intents are off or for outcomes that are
-   * not a forwarded execution (a Parse or Bind refused, an implicit COMMIT).
-   */
-  key: number
-  protocol: StatementInfo['protocol']
-  text: string | null
-  textTruncated: boolean
-  parameters: StatementInfo['parameters']
-  preparedName: string | null
-  portal: string | null
-  functionOid: number | null
-  command: string
-  classes: readonly string[]
-  objects: StatementInfo['objects']
-  /** Parse tree node of the statement (for statement rules), if parsed. */
-  node: Record<string, unknown> | null
-  inTransaction: boolean
-  status: OutcomeStatus
-  commandTag: string | null
-  rows: number | null
-  sqlstate: string | null
-  message: string | null
-  startedAtUs: number
-  durationUs: number | null
-}
-
-export interface BackendError {
-  code: string
-  message: string
-}
-
-/** Why the proxy refused a statement (a refusal raising `code` went upstream instead of it). */
-export interface Denial {
-  code: string
-  reason: string
-}
-
-/** A statement as it is when forwarded: everything but its outcome. */
-export type ForwardedStatement = Open['base']
-
-interface Prepared {
-  name: string
-  text: string
-  truncated: boolean
-  split: SplitStatement
-  /** Why the proxy refused this statement (it was replaced upstream by a refusal), or null. */
-  denial: Denial | null
-}
-
-interface Portal {
-  name: string
-  stmt: Prepared
-  parameters: StatementInfo['parameters']
-  /**
-   * The portal's statement while it runs: one statement even when the client
-   * pipelines several row-limited Executes of it.
-   */
-  open: Open | null
-  /** The last Execute stopped at its row limit (PortalSuspended). */
-  suspended: boolean
-}
-
-/** A statement whose outcome has not been seen yet. */
-interface Open {
-  base: Omit<ObservedStatement, 'status' | 'commandTag' | 'rows' | 'sqlstate' | 'message' | 'durationUs'>
-  rows: number
-}
-
-type Expect =
-  | { kind: 'query'; statements: readonly SplitStatement[]; text: string; truncated: boolean; index: number; current: Open | null; failed: boolean; denial: Denial | null; keyBase: number }
-  | { kind: 'parse'; stmt: Prepared; sentAt: number }
-  | { kind: 'bind'; portal: Portal; sentAt: number }
-  | { kind: 'execute'; portal: Portal; open: Open }
-  | { kind: 'function'; open: Open }
-  | { kind: 'describe'; target: 'S' | 'P' }
-  | { kind: 'close' }
-  | { kind: 'sync' }
 
 const BE = {
   ParseComplete: 0x31, BindComplete: 0x32, CloseComplete: 0x33, CommandComplete: 0x43, DataRow: 0x44,
@@ -489,59 +411,3 @@ export class StatementTracker {
   }
 }
 
-/**
- * Rows returned or affected. The tag is authoritative, except for a portal
- * run in several Executes (row limit) whose final tag counts only the last
- * batch: there the DataRows we counted are the total.
- */
-function rowsOf(tag: string | null, counted: number, status: OutcomeStatus): number | null {
-  const fromTag = tag === null ? null : rowsOfTag(tag)
-  if (fromTag !== null) return Math.max(fromTag, counted)
-  return status === 'ok' && counted > 0 ? counted : null
-}
-
-function denialOf(e: Expect): Denial | null {
-  switch (e.kind) {
-    case 'query':
-      return e.denial
-    case 'execute':
-    case 'bind':
-      return e.portal.stmt.denial
-    case 'parse':
-      return e.stmt.denial
-    default:
-      return null
-  }
-}
-
-function statusOf(err: BackendError): OutcomeStatus {
-  return err.code === '57014' ? 'cancelled' : 'error'
-}
-
-/** Rows from a CommandComplete tag: "INSERT 0 5" → 5, "SELECT 3" → 3, "CREATE TABLE" → null. */
-export function rowsOfTag(tag: string): number | null {
-  const sp = tag.lastIndexOf(' ')
-  if (sp < 0) return null
-  const last = tag.slice(sp + 1)
-  if (!/^\d+$/.test(last)) return null
-  const verb = tag.slice(0, tag.indexOf(' '))
-  switch (verb) {
-    case 'INSERT': case 'UPDATE': case 'DELETE': case 'SELECT': case 'MERGE':
-    case 'FETCH': case 'MOVE': case 'COPY':
-      return Number(last)
-    default:
-      // "CREATE TABLE AS" style tags report rows as "SELECT n"; others carry no count.
-      return null
-  }
-}
-
-function cstring(body: Buffer): string {
-  const end = body.indexOf(0)
-  return body.toString('utf8', 0, end < 0 ? body.length : end)
-}
-
-/** Keep at most maxBytes of UTF-8, never splitting a character. */
-export function capText(text: string, maxBytes: number): { text: string; truncated: boolean } {
-  if (text.length * 3 <= maxBytes || Buffer.byteLength(text) <= maxBytes) return { text, truncated: false }
-  return { text: decodeUtf8Prefix(Buffer.from(text, 'utf8'), 0, maxBytes), truncated: true }
-}
