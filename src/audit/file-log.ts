@@ -5,7 +5,8 @@ import { dirname } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import type { Logger } from 'pino'
 import { EMPTY_HEAD, readLogTail, type ChainHead, type SealedRecord } from './chain.js'
-import { listLogFiles, rotatedLogPath } from './log-files.js'
+import { firstSeqOf, listLogFiles, rotatedLogPath } from './log-files.js'
+import { syncDir } from '../util/durable-file.js'
 import type { AuditRecordWriter, AuditSinkObserver } from './log.js'
 
 /**
@@ -350,40 +351,6 @@ export class FileAuditSink implements AuditRecordWriter {
       }, 500)
       this.retryTimer.unref()
     }
-  }
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const d = await open(dir, 'r')
-  try {
-    await d.sync()
-  } finally {
-    await d.close()
-  }
-}
-
-/** seq of the first record of a log file (its first line). */
-async function firstSeqOf(path: string): Promise<number | null> {
-  const fh = await open(path, 'r')
-  try {
-    const chunks: Buffer[] = []
-    let pos = 0
-    for (;;) {
-      const buf = Buffer.alloc(64 * 1024)
-      const { bytesRead } = await fh.read(buf, 0, buf.length, pos)
-      if (bytesRead === 0) break
-      const b = buf.subarray(0, bytesRead)
-      const nl = b.indexOf(10)
-      chunks.push(nl < 0 ? b : b.subarray(0, nl))
-      if (nl >= 0) break
-      pos += bytesRead
-    }
-    const seq = (JSON.parse(Buffer.concat(chunks).toString('utf8')) as { chain?: { seq?: unknown } }).chain?.seq
-    return typeof seq === 'number' ? seq : null
-  } catch {
-    return null
-  } finally {
-    await fh.close()
   }
 }
 

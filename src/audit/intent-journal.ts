@@ -24,7 +24,8 @@
  *
  * It is not evidence (the audit log is): it is neither chained nor shipped.
  */
-import { open, rename, type FileHandle } from 'node:fs/promises'
+import { open, type FileHandle } from 'node:fs/promises'
+import { replaceFileDurably } from '../util/durable-file.js'
 import { basename, dirname, extname, join } from 'node:path'
 import type { Logger } from 'pino'
 import type { AuditRecordBody } from './types.js'
@@ -196,22 +197,8 @@ export class IntentJournal {
 
   /** Replace the file with one holding only the unsettled intents. */
   private async rewrite(): Promise<void> {
-    const tmp = `${this.path}.tmp`
     const data = Buffer.from([...this.unsettled.values()].map((u) => u.line).join(''), 'utf8')
-    const fh = await open(tmp, 'w', 0o600)
-    try {
-      await writeAll(fh, data)
-      await fh.sync()
-    } finally {
-      await fh.close()
-    }
-    await rename(tmp, this.path)
-    const dir = await open(dirname(this.path), 'r')
-    try {
-      await dir.sync()
-    } finally {
-      await dir.close()
-    }
+    await replaceFileDurably(this.path, data, { mode: 0o600 })
     const next = await open(this.path, 'a', 0o600)
     const old = this.handle
     this.handle = next

@@ -11,6 +11,7 @@
  * active one; a record is found by its chain.seq.
  */
 import { readdirSync } from 'node:fs'
+import { open, type FileHandle } from 'node:fs/promises'
 import { basename, dirname, extname, join } from 'node:path'
 
 const SEQ_DIGITS = 16
@@ -63,4 +64,34 @@ export function listLogFiles(activePath: string): LogFile[] {
 
 function escape(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+}
+
+const CHUNK = 64 * 1024
+
+/** chain.seq of a file's first complete line; null when it has none (yet) or it cannot be read. */
+export async function firstSeqOf(path: string): Promise<number | null> {
+  let fh: FileHandle
+  try {
+    fh = await open(path, 'r')
+  } catch {
+    return null
+  }
+  try {
+    const buf = Buffer.allocUnsafe(CHUNK)
+    const parts: Buffer[] = []
+    for (let pos = 0; ; ) {
+      const { bytesRead } = await fh.read(buf, 0, CHUNK, pos)
+      if (bytesRead === 0) return null
+      pos += bytesRead
+      const nl = buf.subarray(0, bytesRead).indexOf(10)
+      parts.push(Buffer.from(buf.subarray(0, nl < 0 ? bytesRead : nl)))
+      if (nl < 0) continue
+      const seq = (JSON.parse(Buffer.concat(parts).toString('utf8')) as { chain?: { seq?: unknown } }).chain?.seq
+      return typeof seq === 'number' ? seq : null
+    }
+  } catch {
+    return null
+  } finally {
+    await fh.close()
+  }
 }

@@ -16,12 +16,6 @@ export interface RelayOptions {
   maxStatementBytes: number
   maxParameterBytes: number
   parameters: ParameterPolicy
-  /**
-   * When the client vanishes with statements in flight, keep reading their
-   * outcomes until the server has answered them (default true). Off for a
-   * pooled upstream connection, whose lease decides on its own.
-   */
-  drainOnClientLoss?: boolean
 }
 
 export interface RelayEvents {
@@ -242,7 +236,7 @@ export class Relay {
       detail = null
     }
     // A client that vanished with statements in flight: PostgreSQL still runs them; record how they end.
-    const drain = reason === 'client_closed' && this.opts.drainOnClientLoss !== false && this.tracker.pending > 0 &&
+    const drain = reason === 'client_closed' && this.tracker.pending > 0 &&
       !this.upstream.destroyed && this.upstream.writable
     if (!drain) this.tracker.abandon()
     if (!this.upstream.destroyed) {

@@ -11,10 +11,11 @@
  * it resumes in is the one the cursor was written for.
  */
 import { mkdirSync } from 'node:fs'
-import { open, readFile, rename, unlink } from 'node:fs/promises'
+import { readFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { EMPTY_HEAD, isHex64 } from '../chain.js'
 import type { LogPosition } from './follower.js'
+import { replaceFileDurably } from '../../util/durable-file.js'
 
 export class CursorError extends Error {
   override readonly name = 'CursorError'
@@ -27,11 +28,9 @@ export function cursorDir(logPath: string): string {
 
 export class CursorStore {
   readonly path: string
-  private readonly tmp: string
 
   constructor(readonly dir: string, readonly sink: string) {
     this.path = join(dir, `${sink}.json`)
-    this.tmp = join(dir, `.${sink}.json.tmp`)
   }
 
   /** The saved position; seq 0 (start of the log) when the sink has none yet. Throws CursorError for an unreadable cursor. */
@@ -60,32 +59,7 @@ export class CursorStore {
   async save(pos: LogPosition): Promise<void> {
     mkdirSync(this.dir, { recursive: true, mode: 0o700 })
     const body = JSON.stringify({ sink: this.sink, seq: pos.seq, hash: pos.hash, updated_at: new Date().toISOString() }) + '\n'
-    const fh = await open(this.tmp, 'w', 0o600)
-    try {
-      await fh.writeFile(body, 'utf8')
-      await fh.sync()
-    } finally {
-      await fh.close()
-    }
-    try {
-      await rename(this.tmp, this.path)
-    } catch (err) {
-      await unlink(this.tmp).catch(() => undefined)
-      throw err
-    }
-    // The rename itself is durable only once the folder is synced.
-    await syncDir(dirname(this.path))
+    await replaceFileDurably(this.path, body, { mode: 0o600, dirSyncOptional: true })
   }
 }
 
-async function syncDir(dir: string): Promise<void> {
-  let fh
-  try {
-    fh = await open(dir, 'r')
-    await fh.sync()
-  } catch {
-    // Some file systems refuse fsync on a directory; the rename is still atomic.
-  } finally {
-    await fh?.close()
-  }
-}
