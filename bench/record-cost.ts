@@ -1,0 +1,29 @@
+/**
+ * Cost of one pgbench-shaped statement record: building it (statementRecord)
+ * and building + sealing it (AuditChain.seal: canonical JSON, SHA-256).
+ *   npx tsx bench/record-cost.ts
+ */
+import { AuditChain } from '../src/audit/chain.js'
+import { statementRecord, type SessionContext } from '../src/audit/records.js'
+import { deepFreeze } from '../src/audit/canonical-json.js'
+import type { ObservedStatement } from '../src/session/statement-tracker.js'
+const ctx: SessionContext = deepFreeze({
+  proxy: { instance: 'pgw-bench', version: '0.1.0' },
+  connection: { id: '01936a4e-7d2c-7abc-8def-0123456789ab', client: { address: '127.0.0.1', port: 53122 }, tls: { version: 'TLSv1.3', cipher: 'TLS_AES_256_GCM_SHA384', client_cert_sha256: null } },
+  session: { id: '01936a4e-7d2c-7abc-8def-0123456789ac', started_at: '2026-11-26T05:38:42.123456Z', application_name: 'pgbench' },
+  identity: { method: 'jwt', subject: 'spiffe://test.local/ns/billing/sa/api', issuer: 'https://issuer.test', audience: ['pgwitness'], token_id: 'abc', token_expires_at: '2026-11-26T06:38:42.000000Z', spiffe_id: null, cert_sha256: null, claims: { team: 'payments' }, policy_rule: 'bench' },
+  upstream: { host: '127.0.0.1', port: 5432, database: 'appdb', role: 'app', backend_pid: 4711, server_session_id: '6745a1b2.1267' },
+}) as SessionContext
+const s: ObservedStatement = { key: 0, protocol: 'extended', text: 'SELECT abalance FROM pgbench_accounts WHERE aid = $1;', textTruncated: false, parameters: [{ format: 'text', value: '12345' }], preparedName: 'P0_1', portal: '', functionOid: null, command: 'SELECT', classes: ['READ'], objects: [{ type: 'table', schema: 'public', name: 'pgbench_accounts' }], node: null, inTransaction: false, status: 'ok', commandTag: 'SELECT 1', rows: 1, sqlstate: null, message: null, startedAtUs: Date.now() * 1000, durationUs: 120 }
+const chain = new AuditChain()
+const N = 200000
+for (let round = 0; round < 3; round++) {
+  let t0 = process.hrtime.bigint()
+  for (let i = 0; i < N; i++) statementRecord(ctx, i, { ...s })
+  const build = Number(process.hrtime.bigint() - t0) / N / 1000
+  t0 = process.hrtime.bigint()
+  let len = 0
+  for (let i = 0; i < N; i++) len += chain.seal(statementRecord(ctx, i, { ...s })).line.length
+  const all = Number(process.hrtime.bigint() - t0) / N / 1000
+  console.log(`build ${build.toFixed(2)} µs, build+seal ${all.toFixed(2)} µs, line ${len / N} bytes`)
+}
