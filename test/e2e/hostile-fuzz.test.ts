@@ -50,13 +50,15 @@ const fwd = await startForwarder(f.pg.port)
 t.teardown(() => fwd.close())
 const { proxy, auditPath } = await secondProxy(f, 'fuzz', (c) => ({ ...c, upstream: { ...c.upstream, port: fwd.port } }))
 t.teardown(() => proxy.stop())
+// Every top-level await comes before the first assertion: with a top-level teardown, tap ends the
+// root test once it is idle after an assertion, and a later await would outlast that.
+const token = await f.token()
 t.equal(f.config.limits.maxMessageBytes, MAX_MESSAGE, 'limits.max_message_bytes: 1MiB from the YAML')
 t.equal(f.config.limits.maxTokenBytes, 4096)
 
 const TERMINATE = Buffer.from([0x58, 0, 0, 0, 4])
 /** Successful logins so far: the only connections PostgreSQL may see. */
 let logins = 0
-const token = await f.token()
 
 // ---------------------------------------------------------------------------
 // Generators (mutations as in protocol-fuzz.test.ts, kept small here)
