@@ -3,9 +3,9 @@
  * and building + sealing it (AuditChain.seal: canonical JSON, SHA-256).
  *   npx tsx bench/record-cost.ts
  */
-import { AuditChain } from '../src/audit/chain.js'
-import { statementRecord, type SessionContext } from '../src/audit/records.js'
-import { deepFreeze } from '../src/audit/canonical-json.js'
+import { AuditChain } from '../src/ledger/chain.js'
+import { statementRecord, type SessionContext } from '../src/evidence/records.js'
+import { deepFreeze } from '../src/ledger/canonical-json.js'
 import type { ObservedStatement } from '../src/session/statement-tracker.js'
 const ctx: SessionContext = deepFreeze({
   proxy: { instance: 'pgw-bench', version: '0.1.0' },
@@ -14,16 +14,16 @@ const ctx: SessionContext = deepFreeze({
   identity: { method: 'jwt', subject: 'spiffe://test.local/ns/billing/sa/api', issuer: 'https://issuer.test', audience: ['pgwitness'], token_id: 'abc', token_expires_at: '2026-11-26T06:38:42.000000Z', spiffe_id: null, cert_sha256: null, claims: { team: 'payments' }, policy_rule: 'bench' },
   upstream: { host: '127.0.0.1', port: 5432, database: 'appdb', role: 'app', backend_pid: 4711, server_session_id: '6745a1b2.1267' },
 }) as SessionContext
-const s: ObservedStatement = { key: 0, protocol: 'extended', text: 'SELECT abalance FROM pgbench_accounts WHERE aid = $1;', textTruncated: false, parameters: [{ format: 'text', value: '12345' }], preparedName: 'P0_1', portal: '', functionOid: null, command: 'SELECT', classes: ['READ'], objects: [{ type: 'table', schema: 'public', name: 'pgbench_accounts' }], node: null, inTransaction: false, status: 'ok', commandTag: 'SELECT 1', rows: 1, sqlstate: null, message: null, startedAtUs: Date.now() * 1000, durationUs: 120 }
+const s: ObservedStatement = { key: 0, protocol: 'extended', text: 'SELECT abalance FROM pgbench_accounts WHERE aid = $1;', textTruncated: false, parameters: [{ format: 'text', value: '12345' }], preparedName: 'P0_1', portal: '', functionOid: null, command: 'SELECT', classes: ['READ'], objects: [{ type: 'table', schema: 'public', name: 'pgbench_accounts' }], node: null, split: 'parser', governedSettingChanged: false, textOrigin: null, policy: null, seq: 1, inTransaction: false, transaction: { number: 1, kind: 'autocommit' }, status: 'ok', suspended: false, portalRows: null, commandTag: 'SELECT 1', rows: 1, sqlstate: null, message: null, startedAtUs: Date.now() * 1000, durationUs: 120 }
 const chain = new AuditChain()
 const N = 200000
 for (let round = 0; round < 3; round++) {
   let t0 = process.hrtime.bigint()
-  for (let i = 0; i < N; i++) statementRecord(ctx, i, { ...s })
+  for (let i = 0; i < N; i++) statementRecord(ctx, { ...s, seq: i })
   const build = Number(process.hrtime.bigint() - t0) / N / 1000
   t0 = process.hrtime.bigint()
   let len = 0
-  for (let i = 0; i < N; i++) len += chain.seal(statementRecord(ctx, i, { ...s })).line.length
+  for (let i = 0; i < N; i++) len += chain.seal(statementRecord(ctx, { ...s, seq: i })).line.length
   const all = Number(process.hrtime.bigint() - t0) / N / 1000
   console.log(`build ${build.toFixed(2)} µs, build+seal ${all.toFixed(2)} µs, line ${len / N} bytes`)
 }

@@ -1,12 +1,17 @@
 /**
- * pgwitness benchmark: direct vs pgbouncer vs pgwitness (audit off / on),
+ * pgwitness benchmark: direct vs pgbouncer vs a bare TLS pass-through vs pgwitness (audit off / on),
  * side by side on the same machine in the same run.
  *
  *   npx tsx bench/run.ts [--quick] [--rounds N] [--duration S]
  *                        [--scenario select-only/prepared/c8 ...] [--targets direct,pgbouncer,...]
- *                        (targets: direct, pgbouncer, pgwitness-off, pgwitness-on, pgwitness-strict, pgwitness-on-pool)
+ *                        (targets: direct, pgbouncer, passthrough, pgwitness-off, pgwitness-on, pgwitness-strict, pgwitness-on-pool)
  *                        [--no-build] [--proxy-node-args="--cpu-prof ..."] [--out FILE] [--keep]
- *                        [--max-quiet-wait S] [--scale N]
+ *                        [--max-quiet-wait S] [--scale N] [--baseline DIR]
+ *
+ * --baseline DIR: a built checkout of another pgwitness version (its dist/cli.js);
+ * adds targets baseline-off, baseline-on and baseline-strict, run from that tree
+ * with the same configs, interleaved with the others, so a change is measured
+ * against the code before it in one run.
  *
  * Starts its own PostgreSQL (test/harness/postgres.ts), pgbouncer (session
  * mode, client TLS, SCRAM) and one pgwitness process per configuration; runs
@@ -27,6 +32,7 @@ import { createDevIssuerKeys, mintDevToken } from '../src/dev/tokens.js'
 import { connectAllowanceS, parsePgbench, parseScenarioId, runPgbench, scenarioId, type Scenario, type PgbenchTarget } from './lib/pgbench.js'
 import { ensurePgbouncer, startPgbouncer, type Pgbouncer } from './lib/pgbouncer.js'
 import { BENCH_SUBJECT, chooseLauncher, startPgwitness, type AuditMode, type Pgwitness } from './lib/pgwitness.js'
+import { startPassthrough } from './lib/passthrough.js'
 import {
   killAllSync,
   machineCpu,
@@ -58,6 +64,7 @@ const { values: opt } = parseArgs({
     strict: { type: 'boolean', default: false }, // accepted for old command lines: strict is now always measured
     'no-build': { type: 'boolean', default: false },
     'proxy-node-args': { type: 'string', default: '' },
+    baseline: { type: 'string' },
     out: { type: 'string' },
     keep: { type: 'boolean', default: false },
     scale: { type: 'string', default: '10' },
@@ -93,15 +100,18 @@ const SCENARIOS: Scenario[] = opt.scenario?.length ? opt.scenario.map(parseScena
 
 interface TargetDef {
   name: string
-  kind: 'direct' | 'pgbouncer' | 'pgwitness'
+  kind: 'direct' | 'pgbouncer' | 'passthrough' | 'pgwitness'
   audit?: AuditMode
   /** upstream.pool enabled */
   pool?: boolean
+  /** runs the build in --baseline DIR instead of this tree */
+  baseline?: boolean
   label: string
 }
 const TARGET_DEFS: TargetDef[] = [
   { name: 'direct', kind: 'direct', label: 'direct to PostgreSQL (no TLS)' },
   { name: 'pgbouncer', kind: 'pgbouncer', label: 'pgbouncer session mode, client TLS' },
+  { name: 'passthrough', kind: 'passthrough', label: 'bare Node.js TLS pass-through (bench/lib/passthrough-server.mjs: chunks written unchanged both ways, no framing, no audit)' },
   { name: 'pgwitness-off', kind: 'pgwitness', audit: 'off', label: 'pgwitness, audit off (audit.enabled: false)' },
   { name: 'pgwitness-on', kind: 'pgwitness', audit: 'batched', label: 'pgwitness, audit on (durability: batched, fsync every 50 ms)' },
   {
@@ -117,13 +127,21 @@ const TARGET_DEFS: TargetDef[] = [
     audit: 'strict',
     label: 'pgwitness, audit on (durability: strict: intents fsynced before forwarding, group commit)',
   },
+  ...(['off', 'on', 'strict'] as const).map((m): TargetDef => ({
+    name: `baseline-${m}`,
+    kind: 'pgwitness',
+    audit: m === 'off' ? 'off' : m === 'on' ? 'batched' : 'strict',
+    baseline: true,
+    label: `the --baseline build (${opt.baseline ?? 'not given'}), audit ${m === 'on' ? 'on (batched)' : m}`,
+  })),
 ]
 const targetNames = opt.targets
   ? opt.targets.split(',').map((s) => s.trim()).filter(Boolean)
-  : ['direct', 'pgbouncer', 'pgwitness-off', 'pgwitness-on', 'pgwitness-strict']
+  : ['direct', 'pgbouncer', 'passthrough', 'pgwitness-off', 'pgwitness-on', 'pgwitness-strict']
 const TARGETS: TargetDef[] = targetNames.map((n) => {
   const d = TARGET_DEFS.find((t) => t.name === n)
   if (!d) throw new Error(`unknown target "${n}" (known: ${TARGET_DEFS.map((t) => t.name).join(', ')})`)
+  if (d.baseline && !opt.baseline) throw new Error(`target "${n}" needs --baseline DIR`)
   return d
 })
 
@@ -273,6 +291,7 @@ async function main(): Promise<number> {
   }
   const launcher = await chooseLauncher(ROOT)
   if (launcher.note) log(`WARNING: ${launcher.note}`)
+  const baselineLauncher = opt.baseline ? await chooseLauncher(path.resolve(opt.baseline)) : null
 
   const pgbouncerBin = TARGETS.some((t) => t.kind === 'pgbouncer') ? await ensurePgbouncer() : null
 
@@ -336,6 +355,9 @@ async function main(): Promise<number> {
       maxClients: Math.max(...SCENARIOS.map((s) => s.clients)),
     })
   }
+  const passthrough = TARGETS.some((t) => t.kind === 'passthrough')
+    ? await startPassthrough({ upstreamPort: pgc.port, cert: pki.serverCert, key: pki.serverKey })
+    : null
   const proxyNodeArgs = opt['proxy-node-args'].split(/\s+/).filter(Boolean)
   const pgw = new Map<string, Pgwitness>()
   for (const t of TARGETS.filter((t) => t.kind === 'pgwitness')) {
@@ -345,7 +367,7 @@ async function main(): Promise<number> {
       await startPgwitness({
         name: t.name,
         dir: path.join(workDir, t.name),
-        launcher: launcher.argv,
+        launcher: t.baseline ? baselineLauncher!.argv : launcher.argv,
         nodeArgs: proxyNodeArgs,
         audit: t.audit!,
         pool: t.pool ?? false,
@@ -363,12 +385,13 @@ async function main(): Promise<number> {
   const targetConn = (t: TargetDef): PgbenchTarget => {
     if (t.kind === 'direct') return directTarget
     if (t.kind === 'pgbouncer') return { ...directTarget, port: pgbouncer!.port, sslmode: 'require' }
+    if (t.kind === 'passthrough') return { ...directTarget, port: passthrough!.port, sslmode: 'require' }
     return { ...directTarget, port: pgw.get(t.name)!.port, password: token, sslmode: 'require' }
   }
   const proxyPid = (t: TargetDef): number | null =>
-    t.kind === 'pgbouncer' ? pgbouncer!.pid : t.kind === 'pgwitness' ? pgw.get(t.name)!.pid : null
+    t.kind === 'pgbouncer' ? pgbouncer!.pid : t.kind === 'passthrough' ? passthrough!.pid : t.kind === 'pgwitness' ? pgw.get(t.name)!.pid : null
   const postmasterPid = Number(readFileSync(path.join(pgc.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0])
-  const servicePids = (): number[] => [...(pgbouncer ? [pgbouncer.pid] : []), ...[...pgw.values()].map((p) => p.pid)]
+  const servicePids = (): number[] => [...(pgbouncer ? [pgbouncer.pid] : []), ...(passthrough ? [passthrough.pid] : []), ...[...pgw.values()].map((p) => p.pid)]
   /** CPU seconds used so far by everything this benchmark started (services, PostgreSQL, reaped pgbench runs, itself) */
   const ourCpu = (): number =>
     treeCpu(postmasterPid) + reapedChildrenCpu() + selfCpu() + servicePids().reduce((a, pid) => a + (processCpu(pid) || 0), 0)
@@ -407,7 +430,7 @@ async function main(): Promise<number> {
           pgbench: reapedChildrenCpu(),
           runner: selfCpu(),
           proxies: Object.fromEntries(
-            [...(pgbouncer ? [['pgbouncer', pgbouncer.pid] as const] : []), ...[...pgw.values()].map((p) => [p.name, p.pid] as const)].map(
+            [...(pgbouncer ? [['pgbouncer', pgbouncer.pid] as const] : []), ...(passthrough ? [['passthrough', passthrough.pid] as const] : []), ...[...pgw.values()].map((p) => [p.name, p.pid] as const)].map(
               ([n, pid]) => [n, { pid, cpu: processCpu(pid) }],
             ),
           ) as Record<string, { pid: number; cpu: number }>,

@@ -17,9 +17,9 @@ import os from 'node:os'
 import path from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { parseArgs } from 'node:util'
-import { AuditChain } from '../src/audit/chain.js'
-import { sessionEndRecord, sessionStartRecord, statementRecord, type SessionContext } from '../src/audit/records.js'
-import { verifyChain } from '../src/audit/verify.js'
+import { AuditChain } from '../src/ledger/chain.js'
+import { sessionEndRecord, sessionStartRecord, statementRecord, type SessionContext } from '../src/evidence/records.js'
+import { verifyChain } from '../src/ledger/verify.js'
 import type { ObservedStatement } from '../src/session/statement-tracker.js'
 import { uuidv7 } from '../src/util/ids.js'
 
@@ -87,7 +87,12 @@ function statement(i: number): ObservedStatement {
     classes: write ? ['WRITE'] : ['READ'],
     objects: text.includes('invoices') ? [{ type: 'table', schema: 'public', name: 'invoices' }] : write ? [{ type: 'table', schema: 'public', name: 'accounts' }] : [],
     node: null,
+    seq: 1,
+    split: 'parser', governedSettingChanged: false, textOrigin: null, policy: null,
     inTransaction: i % 3 === 0,
+    transaction: { number: i, kind: i % 3 === 0 ? 'explicit' : 'autocommit' },
+    suspended: false,
+    portalRows: null,
     status: i % 97 === 0 ? 'error' : 'ok',
     commandTag: write ? 'UPDATE 1' : 'SELECT 50',
     rows: write ? 1 : 50,
@@ -111,7 +116,7 @@ function writeLog(total: number): void {
     const perSession = 20
     buf.push(chain.seal(sessionStartRecord(c)).line)
     written++
-    for (let k = 0; k < perSession && written < total - 1; k++, written++) buf.push(chain.seal(statementRecord(c, k + 1, statement(written))).line)
+    for (let k = 0; k < perSession && written < total - 1; k++, written++) buf.push(chain.seal(statementRecord(c, { ...statement(written), seq: k + 1 })).line)
     if (written < total) {
       buf.push(chain.seal(sessionEndRecord(c, { reason: 'client_closed', detail: null, durationMs: 1234, statements: perSession, bytesIn: 4096, bytesOut: 65536 })).line)
       written++

@@ -5,11 +5,14 @@ import { parseArgs } from 'node:util'
 import { loadConfig, ConfigError } from './config/load.js'
 import type { PgwitnessConfig } from './config/types.js'
 import type { KeyObject } from 'node:crypto'
-import { formatSummary, verifyChain } from './audit/verify.js'
-import { loadCheckpointPublicKeys, writeCheckpointKeyPair } from './audit/checkpoint.js'
+import { formatSummary, verifyChain } from './ledger/verify.js'
+import { loadCheckpointPublicKeyFiles, writeCheckpointKeyPair } from './ledger/checkpoint.js'
+import { REPORT_HELP, reportCommand } from './report/command.js'
 import { createDevPki } from './dev/pki.js'
-import { prepareDevDefault, DEV_CONFIG_PATH, DEV_ISSUER_DIR } from './dev/default.js'
+import { prepareDevDefault, DEV_CONFIG_PATH } from './dev/default.js'
+import { ensureDevIssuersOf } from './dev/dev-issuers.js'
 import { DEV_AUDIENCE, ensureDevIssuerKeys, mintDevToken } from './dev/tokens.js'
+import { mintDevApproval } from './dev/approvals.js'
 import { createLogger } from './log.js'
 import { ProxyServer } from './server.js'
 import { VERSION } from './version.js'
@@ -25,8 +28,10 @@ Commands:
   serve [--config FILE]        run the proxy (no --config: local dev default)
   check-config FILE            validate a config file and exit
   token [options]              mint a dev token (dev configs only)
+  approve [options]            mint a dev approval (dev configs only)
   certs [--out DIR]            create a dev CA, server cert and SPIFFE client cert
   verify FILE...               check an audit log's hash chain and signed checkpoints
+  report --out DIR FILE...     access review, session timelines and findings (HTML, JSON, CSV) from a verified log
   keygen [--out PREFIX]        create an Ed25519 key pair for signed checkpoints
 
 Run 'pgwitness <command> --help' for a command's options.`,
@@ -45,11 +50,25 @@ Loads and validates FILE (env/file references included). Exit 0 if valid,
   token: `Usage: pgwitness token [--config FILE] [--sub S] [--ttl 15m] [--aud A] [--claim k=v]...
 
 Mints a token signed with the dev issuer's key (next to its jwks_file), for
-local testing. Refuses to run against a config without "dev: true".
+local testing. A jwks_file that does not exist yet is created with a new dev
+issuer, as serve does. Refuses to run against a config without "dev: true".
   --sub S      subject (default: dev-user)
   --ttl D      lifetime: 30s, 15m, 2h (default 15m)
   --aud A      audience (default: pgwitness)
   --claim k=v  extra claim; v is parsed as JSON when it can be (groups=["dba"])`,
+  approve: `Usage: pgwitness approve --sub S --ticket T --approver A --role R [--database D] [--class C] [--ttl 1h] [--config FILE]
+
+Mints an approval signed with the dev approvals issuer's key (next to the
+jwks_file of its identity.approvals entry), for local testing. Present it at
+connect time: PGOPTIONS="-c pgwitness.approval=$(pgwitness approve ...)".
+Refuses to run against a config without "dev: true".
+  --sub S       the identity's subject it is granted to (required)
+  --ticket T    change ticket (required)
+  --approver A  who approved it (required)
+  --role R      upstream role it covers (repeatable; required)
+  --database D  database it covers (repeatable; default: any)
+  --class C     statement class it covers: DDL, ROLE, ... (repeatable; default: any)
+  --ttl D       lifetime: 30s, 15m, 2h (default 1h)`,
   certs: `Usage: pgwitness certs [--out DIR]
 
 Creates (overwrites) a dev CA, a server certificate for localhost/127.0.0.1
@@ -82,6 +101,7 @@ last checkpoint; exit 2 if a file cannot be read.
   --partial              the first file may start mid-chain (the log's
                          earlier files are not at hand)
   --json                 print the result as JSON`,
+  report: REPORT_HELP,
   keygen: `Usage: pgwitness keygen [--out PREFIX]
 
 Creates an Ed25519 key pair for signed audit checkpoints: PREFIX.jwk (the
@@ -116,10 +136,14 @@ async function main(argv: string[]): Promise<number> {
       return checkConfig(rest)
     case 'token':
       return token(rest)
+    case 'approve':
+      return approve(rest)
     case 'certs':
       return certs(rest)
     case 'verify':
       return verify(rest)
+    case 'report':
+      return reportCommand(rest)
     case 'keygen':
       return keygen(rest)
     default:
@@ -137,6 +161,7 @@ async function serve(args: string[]): Promise<number> {
   let config: PgwitnessConfig
   let connectHint: string | null = null
   if (values.config) {
+    await ensureDevIssuersOf(values.config)
     config = await loadConfig(values.config)
   } else {
     const dev = await prepareDevDefault(ROOT)
@@ -195,19 +220,20 @@ async function token(args: string[]): Promise<number> {
       claim: { type: 'string', multiple: true, default: [] },
     },
   })
-  // The built-in dev config trusts .pgwitness-dev/jwks.json: make sure the dev issuer exists first.
-  if (!values.config) await ensureDevIssuerKeys(path.join(ROOT, DEV_ISSUER_DIR))
-  const config = await loadConfig(values.config ?? path.join(ROOT, DEV_CONFIG_PATH))
-  if (!config.dev) {
-    console.error(`pgwitness token: refusing: ${config.source} is not a dev config ("dev: true"); dev tokens are for local testing only`)
-    return 2
-  }
+  const config = await loadDevConfig('token', values.config)
+  if (config === null) return 2
   const issuer = config.identity.jwt.find((i) => i.jwksFile !== null)
   if (!issuer) {
     console.error('pgwitness token: the dev config has no issuer with a jwks_file')
     return 2
   }
-  const keys = await ensureDevIssuerKeys(path.dirname(issuer.jwksFile!))
+  let keys: Awaited<ReturnType<typeof ensureDevIssuerKeys>>
+  try {
+    keys = await ensureDevIssuerKeys(path.dirname(issuer.jwksFile!), issuer.jwksFile!)
+  } catch (err) {
+    console.error(`pgwitness token: ${(err as Error).message}`)
+    return 2
+  }
   const claims: Record<string, unknown> = {}
   for (const kv of values.claim) {
     const eq = kv.indexOf('=')
@@ -229,6 +255,70 @@ async function token(args: string[]): Promise<number> {
   }
   console.log(await mintDevToken(keys.privateJwk, { issuer: issuer.issuer, audience: values.aud, subject: values.sub, ttlSeconds: ttl, claims }))
   return 0
+}
+
+async function approve(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      config: { type: 'string' },
+      sub: { type: 'string' },
+      ticket: { type: 'string' },
+      approver: { type: 'string' },
+      role: { type: 'string', multiple: true, default: [] },
+      database: { type: 'string', multiple: true, default: [] },
+      class: { type: 'string', multiple: true, default: [] },
+      ttl: { type: 'string', default: '1h' },
+    },
+  })
+  const missing = (['sub', 'ticket', 'approver'] as const).filter((k) => !values[k]).map((k) => `--${k}`)
+  if (values.role.length === 0) missing.push('--role')
+  if (missing.length > 0) {
+    console.error(`pgwitness approve: ${missing.join(', ')} ${missing.length > 1 ? 'are' : 'is'} required\n${HELP.approve}`)
+    return 1
+  }
+  const ttl = parseTtl(values.ttl)
+  if (ttl === null) {
+    console.error(`pgwitness approve: --ttl expects e.g. 30s, 15m, 2h; got "${values.ttl}"`)
+    return 1
+  }
+  const config = await loadDevConfig('approve', values.config)
+  if (config === null) return 2
+  const issuer = config.identity.approvals.find((i) => i.jwksFile !== null)
+  if (!issuer) {
+    console.error('pgwitness approve: the dev config has no identity.approvals issuer with a jwks_file')
+    return 2
+  }
+  const keys = await ensureDevIssuerKeys(path.dirname(issuer.jwksFile!))
+  console.log(await mintDevApproval(keys.privateJwk, {
+    issuer: issuer.issuer,
+    audience: issuer.audience[0],
+    subject: values.sub!,
+    ticket: values.ticket!,
+    approver: values.approver!,
+    roles: values.role,
+    ...(values.database.length > 0 ? { databases: values.database } : {}),
+    ...(values.class.length > 0 ? { classes: values.class.map((c) => c.toUpperCase()) } : {}),
+    ttlSeconds: ttl,
+  }))
+  return 0
+}
+
+/**
+ * The config a dev-only command (token, approve) runs against: FILE, or the
+ * built-in dev config, whose dev issuers are created first. Null (after
+ * saying why) when it is not a dev config.
+ */
+async function loadDevConfig(command: string, file: string | undefined): Promise<PgwitnessConfig | null> {
+  // As serve does: a dev config's token and approval issuers are created on first use, whichever command comes first.
+  const configPath = file ?? path.join(ROOT, DEV_CONFIG_PATH)
+  await ensureDevIssuersOf(configPath)
+  const config = await loadConfig(configPath)
+  if (!config.dev) {
+    console.error(`pgwitness ${command}: refusing: ${config.source} is not a dev config ("dev: true"); dev ${command === 'token' ? 'tokens' : 'approvals'} are for local testing only`)
+    return null
+  }
+  return config
 }
 
 function parseTtl(s: string): number | null {
@@ -259,14 +349,12 @@ async function verify(args: string[]): Promise<number> {
     console.error(HELP.verify)
     return 2
   }
-  let publicKeys: Map<string, KeyObject> | null = null
-  for (const file of values['public-key'] ?? []) {
-    try {
-      publicKeys = new Map([...(publicKeys ?? []), ...loadCheckpointPublicKeys(file)])
-    } catch (err) {
-      console.error(`pgwitness verify: ${(err as Error).message}`)
-      return 2
-    }
+  let publicKeys: Map<string, KeyObject> | null
+  try {
+    publicKeys = loadCheckpointPublicKeyFiles(values['public-key'] ?? [])
+  } catch (err) {
+    console.error(`pgwitness verify: ${(err as Error).message}`)
+    return 2
   }
   const result = await verifyChain(positionals, { partial: values.partial, publicKeys, allowUnsignedTail: values['allow-unsigned-tail'] })
   if (values.json) console.log(JSON.stringify(result, null, 2))

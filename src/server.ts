@@ -1,23 +1,26 @@
 import net from 'node:net'
 import tls from 'node:tls'
 import type { Logger } from 'pino'
-import { AuditChainer, AuditFanout, DisabledAuditSink, FileAuditSink, StdoutAuditSink, type AuditRecordWriter, type AuditSink, type CheckpointSchedule } from './audit/log.js'
-import { loadCheckpointSigningKey } from './audit/checkpoint.js'
-import { IntentJournal, intentJournalPath } from './audit/intent-journal.js'
-import { unfinishedStatements } from './audit/recovery.js'
+import { AuditChainer, AuditFanout, DisabledAuditSink, FileAuditSink, StdoutAuditSink, type AuditRecordWriter, type AuditSink, type CheckpointSchedule } from './ledger/log.js'
+import { loadCheckpointSigningKey } from './ledger/checkpoint.js'
+import { AuthFailureSummarizer } from './evidence/auth-failure-summary.js'
+import { IntentJournal, intentJournalPath } from './ledger/intent-journal.js'
+import { unfinishedStatements } from './ledger/recovery.js'
 import { rfc3339Micros } from './util/time.js'
 import { closeUpstreamPool } from './upstream/pool.js'
-import { proxyLifecycleRecord } from './audit/records.js'
-import { startAuditShippers, type AuditShippers } from './audit/sinks/index.js'
-import { loadSqlParser } from './audit/split.js'
-import type { AuditRecordBody, ProxyInfo } from './audit/types.js'
+import { proxyLifecycleRecord } from './evidence/records.js'
+import { startAuditShippers, type AuditShippers } from './shipping/index.js'
+import { loadSqlParser } from './classify/split.js'
+import type { AuditRecordBody, ProxyInfo } from './evidence/types.js'
 import type { PgwitnessConfig, TlsConfig } from './config/types.js'
 import { TokenVerifier } from './identity/jwt.js'
+import { ApprovalVerifier } from './identity/approval.js'
 import { errorResponseFromPgError } from './protocol/backend-messages.js'
 import { PgError, SQLSTATE } from './protocol/errors.js'
 import { CancelRegistry } from './session/cancel-registry.js'
 import type { ProxyContext } from './session/context.js'
 import { GovernedSession } from './session/governed-session.js'
+import { closeOverBudget, HandshakeBudget } from './session/handshake-budget.js'
 import { MetricsHttpServer } from './metrics/http.js'
 import { evaluateReadiness, TcpProbe, type ReadinessCheck, type ReadinessReport } from './metrics/readiness.js'
 import { PrometheusMetrics } from './metrics/registry.js'
@@ -30,6 +33,9 @@ import { VERSION } from './version.js'
  */
 export class ProxyServer {
   private readonly sessions = new Set<GovernedSession>()
+  /** Connections past authentication (limits.max_connections counts these only). */
+  private authenticated = 0
+  private handshakes!: HandshakeBudget
   private stopping: Promise<void> | null = null
   private prom!: PrometheusMetrics
   /** The /metrics, /healthz, /readyz listener; null without metrics.listen. */
@@ -57,7 +63,9 @@ export class ProxyServer {
       config,
       proxy,
       verifier: new TokenVerifier(config.identity.jwt, { log, maxTokenBytes: config.limits.maxTokenBytes }),
+      approvals: new ApprovalVerifier(config.identity.approvals, { log, maxTokenBytes: config.limits.maxTokenBytes }),
       audit,
+      authFailures: new AuthFailureSummarizer(audit, config.audit.authFailureSummary),
       intents,
       auditUnavailable: () =>
         file?.error != null ? `the audit log cannot be written (${file.error})`
@@ -72,6 +80,7 @@ export class ProxyServer {
     const server = net.createServer({ noDelay: true })
     const ps = new ProxyServer(server, ctx, audit)
     ps.prom = metrics
+    ps.handshakes = new HandshakeBudget(() => ps.ctx.config.limits, metrics, log)
     ps.auditLog = file
     server.on('connection', (socket) => ps.accept(socket))
     await new Promise<void>((resolve, reject) => {
@@ -164,20 +173,40 @@ export class ProxyServer {
       socket.destroy()
       return
     }
-    // limits.max_connections: one more is refused as a full PostgreSQL refuses it — after TLS and the
+    // Handshake budgets first: beyond them a connection is closed before a byte is read or TLS is started.
+    const slot = this.handshakes.acquire(socket.remoteAddress ?? '')
+    if ('refused' in slot) {
+      closeOverBudget(socket)
+      return
+    }
+    // limits.max_connections (authenticated sessions): one more is refused as a full PostgreSQL refuses it — after TLS and the
     // StartupMessage, so that the client can read why (FATAL 53300), and recorded (rate_limited). Only a
     // few such refusals run at once; beyond them a connection gets the error in plaintext at once.
-    const overLimit = this.sessions.size - this.overLimitSessions >= this.ctx.config.limits.maxConnections
+    const maxConnections = () => this.ctx.config.limits.maxConnections
+    const overLimit = this.authenticated >= maxConnections()
     if (overLimit) this.noteOverLimit()
     if (overLimit && this.overLimitSessions >= OVER_LIMIT_HANDSHAKES) {
+      slot.release()
       this.refuseOverLimit(socket)
       return
     }
-    const session = new GovernedSession(socket, this.ctx, overLimit)
+    let claimed = false
+    const session = new GovernedSession(socket, this.ctx, overLimit, {
+      handshakeEnded: slot.release,
+      claimSession: () => {
+        if (this.authenticated >= maxConnections()) return false
+        this.authenticated++
+        claimed = true
+        slot.release() // authenticated: no longer a handshake, whatever the upstream login takes
+        return true
+      },
+    })
     this.sessions.add(session)
     if (overLimit) this.overLimitSessions++
     this.metrics.connectionOpened()
     void session.closed.then(() => {
+      slot.release()
+      if (claimed) this.authenticated--
       this.sessions.delete(session)
       if (overLimit) this.overLimitSessions--
       this.metrics.connectionClosed()
@@ -227,13 +256,17 @@ export class ProxyServer {
     const prev = ctx.config
     const secure = secureContextFor(next.tls)
     const verifier = new TokenVerifier(next.identity.jwt, { log: ctx.log, maxTokenBytes: next.limits.maxTokenBytes })
+    const approvals = new ApprovalVerifier(next.identity.approvals, { log: ctx.log, maxTokenBytes: next.limits.maxTokenBytes })
     const pinned = (['listen', 'metrics', 'audit', 'instance', 'log'] as const).filter((k) => JSON.stringify(prev[k]) !== JSON.stringify(next[k]))
     if (pinned.length > 0) ctx.log.warn({ keys: pinned }, 'these settings change only on restart; their old values stay in force')
     const old = ctx.verifier
+    const oldApprovals = ctx.approvals
     ctx.config = { ...next, listen: prev.listen, metrics: prev.metrics, audit: prev.audit, instance: prev.instance, log: prev.log }
     ctx.verifier = verifier
+    ctx.approvals = approvals
     ctx.secureContext = () => secure
     old.close()
+    oldApprovals.close()
     ctx.log.info({ config_sha256: next.sha256, source: next.source }, 'configuration reloaded')
   }
 
@@ -256,10 +289,12 @@ export class ProxyServer {
       }
       await Promise.all([...this.sessions].map((s) => s.closed))
       await closed
+      this.ctx.authFailures.flush()
       this.audit.append(proxyLifecycleRecord('proxy.stop', this.ctx.proxy, {
         configSha256: this.ctx.config.sha256, listen: this.listenAddress, checkpointKeyId: this.checkpointKeyId,
       }))
       this.ctx.verifier.close()
+      this.ctx.approvals.close()
       closeUpstreamPool(this.ctx)
       await this.audit.close()
       // After the final flush: each shipper may deliver what is left for its drain_timeout, then stops at its cursor.

@@ -7,8 +7,10 @@
  * - Relative paths in the config resolve against `baseDir` (the config
  *   file's folder); TLS certificate/key/CA files are read here.
  * - Unknown keys are errors; keys of features this version does not have
- *   yet say so. The first problem found is thrown as a ConfigError naming
- *   the exact key, e.g. `identity.jwt[0].algorithms[1]`.
+ *   yet say so. Every problem is a ConfigError naming the exact key, e.g.
+ *   `identity.jwt[0].algorithms[1]`; independent parts (sections, list
+ *   entries) are all checked, and several problems are thrown together as
+ *   ConfigErrors (problems.ts).
  */
 import { createHash } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
@@ -20,8 +22,9 @@ import { parseAudit } from './parse-audit.js'
 import { parseIdentity } from './parse-identity.js'
 import { parsePolicy } from './parse-policy.js'
 import { parseUpstream } from './parse-upstream.js'
+import { ConfigProblems } from './problems.js'
 import { given, type Mapping, Reader } from './reader.js'
-import type { LimitsConfig, LogConfig, MetricsConfig, PgwitnessConfig, SessionLifetimeConfig, TlsConfig } from './types.js'
+import type { LimitsConfig, LogConfig, MetricsConfig, PgwitnessConfig, SessionConfig, TlsConfig } from './types.js'
 
 export { ConfigError } from './errors.js'
 
@@ -65,34 +68,52 @@ function build(text: string, opts: ParseOptions, hash: string): PgwitnessConfig 
   const source = opts.source === null ? null : resolve(opts.source)
   const root = parseYaml(text, source ?? '')
   const r = new Reader(resolve(opts.baseDir), process.env)
-  const m = r.mapping(root, [], TOP_KEYS)
+  // Sections are independent (policy needs identity's issuers only to check names):
+  // every section is read, and all their problems are reported together.
+  const problems = new ConfigProblems()
+  const m = problems.part(() => r.mapping(root, [], TOP_KEYS)) ?? pick(root as Mapping, TOP_KEYS)
+  const part = problems.part.bind(problems)
 
-  if (!given(m, 'listen')) fail(['listen'], 'is required, e.g. "127.0.0.1:6432"')
-  const listen = r.listen(m.listen, ['listen'], true)
-  const tls = parseTls(r, m.tls)
-  const identity = parseIdentity(r, m.identity)
-  const upstream = parseUpstream(r, m.upstream)
-  const policy = parsePolicy(r, m.policy, identity)
-  const session = parseSession(r, m.session)
-  const audit = parseAudit(r, m.audit)
-  const limits = parseLimits(r, m.limits)
-  const metrics = parseMetrics(r, m.metrics)
-  const log = parseLog(r, m.log)
-  const instance = given(m, 'instance') ? r.string(m.instance, ['instance']) : hostname()
-  const dev = r.bool(m.dev, ['dev'], false)
+  const listen = part(() => {
+    if (!given(m, 'listen')) fail(['listen'], 'is required, e.g. "127.0.0.1:6432"')
+    return r.listen(m.listen, ['listen'], true)
+  })
+  const tls = part(() => parseTls(r, m.tls))
+  const identity = part(() => parseIdentity(r, m.identity))
+  const upstream = part(() => parseUpstream(r, m.upstream))
+  const policy = part(() => parsePolicy(r, m.policy, identity ?? null))
+  const session = part(() => parseSession(r, m.session))
+  const audit = part(() => parseAudit(r, m.audit))
+  const limits = part(() => parseLimits(r, m.limits))
+  const metrics = part(() => parseMetrics(r, m.metrics))
+  const log = part(() => parseLog(r, m.log))
+  const instance = part(() => (given(m, 'instance') ? r.string(m.instance, ['instance']) : hostname()))
+  const dev = part(() => r.bool(m.dev, ['dev'], false))
+  problems.throwIfAny()
 
-  return { source, sha256: hash, instance, dev, listen, tls, identity, upstream, policy, session, audit, limits, metrics, log }
+  return {
+    source, sha256: hash, instance: instance!, dev: dev!, listen: listen!, tls: tls!, identity: identity!, upstream: upstream!,
+    policy: policy!, session: session!, audit: audit!, limits: limits!, metrics: metrics!, log: log!,
+  }
+}
+
+/** The known keys of a mapping that also has unknown ones (already reported), so the known sections are still checked. */
+function pick(m: Mapping, keys: readonly string[]): Mapping {
+  return Object.fromEntries(Object.entries(m).filter(([k]) => keys.includes(k)))
 }
 
 function parseYaml(text: string, fileKey: string): unknown {
   const lineCounter = new LineCounter()
   const doc = parseDocument(text, { prettyErrors: false, merge: true, uniqueKeys: true, lineCounter })
-  const err = doc.errors[0]
-  if (err) {
-    const pos = err.linePos?.[0] ?? lineCounter.linePos(err.pos[0])
-    const where = pos ? ` at line ${pos.line}, column ${pos.col}` : ''
-    // The first line of the parser's message is the explanation; it does not quote the source.
-    throw new ConfigError(fileKey, `YAML syntax error${where}: ${err.message.split('\n')[0]}`)
+  if (doc.errors.length > 0) {
+    const problems = new ConfigProblems()
+    for (const err of doc.errors) {
+      const pos = err.linePos?.[0] ?? lineCounter.linePos(err.pos[0])
+      const where = pos ? ` at line ${pos.line}, column ${pos.col}` : ''
+      // The first line of the parser's message is the explanation; it does not quote the source.
+      problems.add(new ConfigError(fileKey, `YAML syntax error${where}: ${err.message.split('\n')[0]}`))
+    }
+    problems.throwIfAny()
   }
   let value: unknown
   try {
@@ -112,38 +133,49 @@ function parseTls(r: Reader, v: unknown): TlsConfig {
   const path = ['tls']
   if (v === null || v === undefined) fail(path, 'is required (cert and key): pgwitness always offers TLS to clients')
   const m: Mapping = r.mapping(v, path, ['cert', 'key', 'client_ca', 'allow_plaintext_loopback'])
-  if (!given(m, 'cert')) fail([...path, 'cert'], 'is required (PEM certificate chain file)')
-  if (!given(m, 'key')) fail([...path, 'key'], 'is required (PEM private key file)')
-  const certPath = r.path(m.cert, [...path, 'cert'])
-  const cert = r.readPem(certPath, [...path, 'cert'], 'CERTIFICATE')
-  const keyPath = r.path(m.key, [...path, 'key'])
-  const key = r.readPem(keyPath, [...path, 'key'], 'PRIVATE KEY')
-  let clientCa: string | null = null
-  let clientCaPath: string | null = null
-  if (given(m, 'client_ca')) {
-    clientCaPath = r.path(m.client_ca, [...path, 'client_ca'])
-    clientCa = r.readPem(clientCaPath, [...path, 'client_ca'], 'CERTIFICATE')
+  // Certificate, key and client CA are separate files: each one's problem is reported.
+  const problems = new ConfigProblems()
+  const pem = (key: string, kind: 'CERTIFICATE' | 'PRIVATE KEY', required: string | null) => problems.part(() => {
+    if (!given(m, key)) {
+      if (required !== null) fail([...path, key], required)
+      return null
+    }
+    const file = r.path(m[key], [...path, key])
+    return { file, pem: r.readPem(file, [...path, key], kind) }
+  })
+  const cert = pem('cert', 'CERTIFICATE', 'is required (PEM certificate chain file)')
+  const key = pem('key', 'PRIVATE KEY', 'is required (PEM private key file)')
+  const ca = pem('client_ca', 'CERTIFICATE', null)
+  const allowPlaintextLoopback = problems.part(() => r.bool(m.allow_plaintext_loopback, [...path, 'allow_plaintext_loopback'], false))
+  problems.throwIfAny()
+  return {
+    cert: cert!.pem, key: key!.pem, certPath: cert!.file, keyPath: key!.file,
+    clientCa: ca?.pem ?? null, clientCaPath: ca?.file ?? null, allowPlaintextLoopback: allowPlaintextLoopback!,
   }
-  const allowPlaintextLoopback = r.bool(m.allow_plaintext_loopback, [...path, 'allow_plaintext_loopback'], false)
-  return { cert, key, certPath, keyPath, clientCa, clientCaPath, allowPlaintextLoopback }
 }
 
-/** `session:` — how long a governed session may live relative to its token. */
-function parseSession(r: Reader, v: unknown): SessionLifetimeConfig {
+/** `session:` — how long a governed session may live relative to its token, and what happens to changes of governed settings. */
+function parseSession(r: Reader, v: unknown): SessionConfig {
   const path = ['session']
-  const m = v === null || v === undefined ? {} : r.mapping(v, path, ['outlive_token', 'max_duration'])
+  const m = v === null || v === undefined ? {} : r.mapping(v, path, ['outlive_token', 'max_duration', 'governed_settings'])
   const outliveToken = r.bool(m.outlive_token, [...path, 'outlive_token'], false)
   const maxDurationMs = given(m, 'max_duration') ? r.duration(m.max_duration, [...path, 'max_duration'], 0, 1000, 366 * 24 * 3600_000) : null
   if (outliveToken && maxDurationMs === null) {
     fail([...path, 'max_duration'], 'is required when outlive_token is true (sessions must end some time)')
   }
-  return { outliveToken, maxDurationMs }
+  const governedSettings = r.oneOf(m.governed_settings, [...path, 'governed_settings'], ['record', 'refuse'] as const, 'record')
+  return { outliveToken, maxDurationMs, governedSettings }
 }
 
 function parseLimits(r: Reader, v: unknown): LimitsConfig {
   const path = ['limits']
-  const m = v === null || v === undefined ? {} : r.mapping(v, path, ['handshake_timeout', 'max_message_bytes', 'max_token_bytes', 'max_connections', 'shutdown_grace'])
+  const m = v === null || v === undefined ? {} : r.mapping(v, path, [
+    'handshake_timeout', 'max_message_bytes', 'max_token_bytes', 'max_connections', 'shutdown_grace', 'max_handshakes', 'max_handshakes_per_source',
+  ])
+  const maxHandshakes = r.int(m.max_handshakes, [...path, 'max_handshakes'], 200, 1, 1_000_000)
   return {
+    maxHandshakes,
+    maxHandshakesPerSource: r.int(m.max_handshakes_per_source, [...path, 'max_handshakes_per_source'], Math.min(50, maxHandshakes), 1, maxHandshakes),
     handshakeTimeoutMs: r.duration(m.handshake_timeout, [...path, 'handshake_timeout'], 10_000, 100, 60_000),
     // The wire length field is a signed 32-bit integer.
     maxMessageBytes: r.size(m.max_message_bytes, [...path, 'max_message_bytes'], 64 * 1024 ** 2, 64, 2 ** 31 - 1),

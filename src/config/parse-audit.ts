@@ -4,19 +4,20 @@ import { fail, formatPath, type KeyPath, shown, typeName } from './errors.js'
 import { given, type Reader } from './reader.js'
 import type { AuditConfig, AuditSinkConfig } from './types.js'
 import { isShippedSinkType, parseShippedSink, settleSinkNames, SHIPPED_SINK_TYPES, type ShippedSinkDraft } from './parse-sinks.js'
-import { loadCheckpointSigningKey } from '../audit/checkpoint.js'
+import { loadCheckpointSigningKey } from '../ledger/checkpoint.js'
+import { parseAuthFailureSummary } from './parse-auth-failures.js'
+import { mapEach } from './problems.js'
 
 const AUDIT_KEYS = [
-  'enabled', 'log', 'stdout', 'durability', 'fsync_interval', 'parameters',
+  'enabled', 'log', 'stdout', 'durability', 'fsync_interval', 'parameters', 'unparseable',
   'parameter_hmac_key', 'max_statement_bytes', 'max_parameter_bytes', 'sinks',
-  'checkpoint', 'rotate',
+  'checkpoint', 'rotate', 'auth_failure_summary',
 ]
-const AUDIT_LATER: string[] = []
 const SINK_TYPES = ['file', ...SHIPPED_SINK_TYPES]
 
 export function parseAudit(r: Reader, v: unknown): AuditConfig {
   const path = ['audit']
-  const m = v === null || v === undefined ? {} : r.mapping(v, path, AUDIT_KEYS, AUDIT_LATER)
+  const m = v === null || v === undefined ? {} : r.mapping(v, path, AUDIT_KEYS)
 
   // `log` absent => audit/audit.jsonl next to the config; `log: false` or
   // `log: null` => no file log.
@@ -31,7 +32,8 @@ export function parseAudit(r: Reader, v: unknown): AuditConfig {
   if (given(m, 'sinks')) {
     let fileSink: { path: string; at: KeyPath } | null = null
     const shipped: ShippedSinkDraft[] = []
-    r.list(m.sinks, [...path, 'sinks']).forEach((item, i) => {
+    // Each sink's problems are reported, not only the first sink's.
+    mapEach(r.list(m.sinks, [...path, 'sinks']), (item, i) => {
       const sp = [...path, 'sinks', i]
       const type = sinkType(r, item, sp)
       if (isShippedSinkType(type)) {
@@ -70,6 +72,7 @@ export function parseAudit(r: Reader, v: unknown): AuditConfig {
   const durability = r.oneOf(m.durability, [...path, 'durability'], ['strict', 'batched'] as const, 'strict')
   const fsyncIntervalMs = r.duration(m.fsync_interval, [...path, 'fsync_interval'], 50, 1, 10_000)
   const parameters = r.oneOf(m.parameters, [...path, 'parameters'], ['full', 'hmac', 'omit'] as const, 'full')
+  const unparseable = r.oneOf(m.unparseable, [...path, 'unparseable'], ['forward', 'refuse'] as const, 'forward')
   let parameterHmacKey: string | null = null
   if (given(m, 'parameter_hmac_key')) {
     parameterHmacKey = r.string(m.parameter_hmac_key, [...path, 'parameter_hmac_key'])
@@ -120,6 +123,7 @@ export function parseAudit(r: Reader, v: unknown): AuditConfig {
     durability,
     fsyncIntervalMs,
     parameters,
+    unparseable,
     parameterHmacKey,
     maxStatementBytes,
     maxParameterBytes,
@@ -127,6 +131,7 @@ export function parseAudit(r: Reader, v: unknown): AuditConfig {
     sinks,
     checkpoint,
     rotate,
+    authFailureSummary: parseAuthFailureSummary(r, m.auth_failure_summary, [...path, 'auth_failure_summary']),
   }
 }
 

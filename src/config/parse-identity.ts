@@ -1,7 +1,8 @@
 /** `identity:` — trusted JWT issuers and the mTLS identity source. */
 import { fail, formatPath, type KeyPath } from './errors.js'
+import { ConfigProblems, mapEach } from './problems.js'
 import { given, type Reader } from './reader.js'
-import type { IdentityConfig, JwksFetchConfig, JwtIssuerConfig } from './types.js'
+import type { ApprovalIssuerConfig, IdentityConfig, JwksFetchConfig, JwtIssuerConfig } from './types.js'
 
 export const ASYMMETRIC_ALGORITHMS = [
   'RS256', 'RS384', 'RS512',
@@ -23,33 +24,56 @@ const JWKS_URL_KEYS = ['jwks_ca', 'jwks_token_file', 'jwks_timeout', 'jwks_refre
 
 export function parseIdentity(r: Reader, v: unknown): IdentityConfig {
   const path = ['identity']
-  if (v === null || v === undefined) return { jwt: [], mtls: { subject: 'spiffe' } }
-  const m = r.mapping(v, path, ['jwt', 'mtls'])
+  if (v === null || v === undefined) return { jwt: [], mtls: { subject: 'spiffe' }, approvals: [] }
+  const m = r.mapping(v, path, ['jwt', 'mtls', 'approvals'])
 
-  const jwt: JwtIssuerConfig[] = []
-  const seen = new Map<string, number>()
-  if (given(m, 'jwt')) {
-    r.list(m.jwt, [...path, 'jwt']).forEach((item, i) => {
-      const issuer = parseIssuer(r, item, [...path, 'jwt', i])
-      const prev = seen.get(issuer.issuer)
-      if (prev !== undefined) {
-        fail([...path, 'jwt', i, 'issuer'], `duplicate issuer (also configured at ${formatPath([...path, 'jwt', prev])})`)
-      }
-      seen.set(issuer.issuer, i)
-      jwt.push(issuer)
-    })
-  }
+  const problems = new ConfigProblems()
+  const jwt = (given(m, 'jwt') ? problems.part(() => parseIssuerList(r, m.jwt, [...path, 'jwt'], ISSUER_KEYS)) : []) ?? []
+  const approvals = (given(m, 'approvals') ? problems.part(() => parseApprovalIssuers(r, m.approvals, jwt)) : []) ?? []
 
   let subject: 'spiffe' | 'cn' = 'spiffe'
   if (given(m, 'mtls')) {
     const mt = r.mapping(m.mtls, [...path, 'mtls'], ['subject'])
     subject = r.oneOf(mt.subject, [...path, 'mtls', 'subject'], ['spiffe', 'cn'] as const, 'spiffe')
   }
-  return { jwt, mtls: { subject } }
+  problems.throwIfAny()
+  return { jwt, mtls: { subject }, approvals }
 }
 
-function parseIssuer(r: Reader, v: unknown, path: KeyPath): JwtIssuerConfig {
-  const m = r.mapping(v, path, ISSUER_KEYS)
+function parseIssuerList(r: Reader, v: unknown, path: KeyPath, keys: readonly string[]): JwtIssuerConfig[] {
+  const seen = new Map<string, number>()
+  // Each entry's problems are reported, not only the first entry's.
+  return mapEach(r.list(v, path), (item, i) => {
+    const issuer = parseIssuer(r, item, [...path, i], keys)
+    const prev = seen.get(issuer.issuer)
+    if (prev !== undefined) {
+      fail([...path, i, 'issuer'], `duplicate issuer (also configured at ${formatPath([...path, prev])})`)
+    }
+    seen.set(issuer.issuer, i)
+    return issuer
+  })
+}
+
+/** Approval tokens name their subject in `sub` and record nothing but the approval fields. */
+const APPROVAL_ISSUER_KEYS = ISSUER_KEYS.filter((k) => k !== 'subject_claim' && k !== 'record_claims')
+
+/**
+ * `identity.approvals`: like token issuers. An approvals issuer must not also
+ * be a token issuer: an approval could then log in as a token (and a token
+ * pass for an approval), whatever claims it carries.
+ */
+function parseApprovalIssuers(r: Reader, v: unknown, tokenIssuers: readonly JwtIssuerConfig[]): ApprovalIssuerConfig[] {
+  const path = ['identity', 'approvals']
+  const approvals = parseIssuerList(r, v, path, APPROVAL_ISSUER_KEYS)
+  approvals.forEach((a, i) => {
+    const j = tokenIssuers.findIndex((t) => t.issuer === a.issuer)
+    if (j >= 0) fail([...path, i, 'issuer'], `is also a token issuer (identity.jwt[${j}]); approvals must come from an issuer of their own`)
+  })
+  return approvals
+}
+
+function parseIssuer(r: Reader, v: unknown, path: KeyPath, keys: readonly string[]): JwtIssuerConfig {
+  const m = r.mapping(v, path, keys)
   if (!given(m, 'issuer')) fail([...path, 'issuer'], 'is required')
   const issuer = r.string(m.issuer, [...path, 'issuer'])
 

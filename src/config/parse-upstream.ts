@@ -1,5 +1,6 @@
 /** `upstream:` — the PostgreSQL server and the credentials the proxy uses there. */
 import { fail, formatPath, type KeyPath } from './errors.js'
+import { mapEach } from './problems.js'
 import { given, type Mapping, type Reader } from './reader.js'
 import type { UpstreamClientCert, UpstreamConfig, UpstreamPoolConfig, UpstreamRoleCredentials, UpstreamTlsMode } from './types.js'
 import { isLoopbackHost } from './units.js'
@@ -31,7 +32,8 @@ export function parseUpstream(r: Reader, v: unknown): UpstreamConfig {
 
   const roles: Record<string, UpstreamRoleCredentials> = Object.create(null) as Record<string, UpstreamRoleCredentials>
   if (given(m, 'roles')) {
-    for (const [role, spec] of r.entries(m.roles, [...path, 'roles'])) {
+    // Each role's credentials are checked, whatever the others' problems.
+    mapEach(r.entries(m.roles, [...path, 'roles']), ([role, spec]) => {
       const rolePath = [...path, 'roles', role]
       if (role === '') fail(rolePath, 'a role name must not be empty')
       // `ROLE:` or `ROLE: {}` => no credential (the upstream trusts the proxy);
@@ -41,7 +43,8 @@ export function parseUpstream(r: Reader, v: unknown): UpstreamConfig {
       const password = given(rm, 'password') ? r.string(rm.password, [...rolePath, 'password'], false) : null
       const clientCert = parseRoleCert(r, rm, rolePath, password !== null)
       roles[role] = clientCert ? { password, clientCert } : { password }
-    }
+      return role
+    })
   }
 
   // A client certificate is only ever presented inside TLS.

@@ -6,14 +6,14 @@
  */
 import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
-import { describeFsError, fail, type KeyPath, shown, suggest, typeName } from './errors.js'
+import { ConfigError, describeFsError, fail, formatPath, type KeyPath, shown, suggest, typeName } from './errors.js'
+import { ConfigProblems } from './problems.js'
 import { parseDuration, parseListen, parseSize, formatDuration, formatSize } from './units.js'
 import type { ListenAddress } from './types.js'
 
 export type Mapping = Record<string, unknown>
 
 /** Problem text for keys that belong to features this version does not have yet. */
-export const NOT_YET = 'not supported yet by this version'
 
 const REF = /\$\$\{|\$\{(env|file):([^}]*)\}/g
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
@@ -47,18 +47,21 @@ export class Reader {
     })
   }
 
-  /** A mapping with only the given keys; keys in `later` are reported as not supported yet. */
-  mapping(v: unknown, path: KeyPath, keys: readonly string[], later: readonly string[] = []): Mapping {
+  /** A mapping with only the given keys. */
+  mapping(v: unknown, path: KeyPath, keys: readonly string[]): Mapping {
     if (v === null || typeof v !== 'object' || Array.isArray(v)) {
       fail(path, `must be a mapping (got ${typeName(v)})`)
     }
     const m = v as Mapping
+    // Every stray key of the mapping is reported, not only the first.
+    const problems = new ConfigProblems()
     for (const k of Object.keys(m)) {
       if (keys.includes(k)) continue
-      if (later.includes(k)) fail([...path, k], NOT_YET)
       const s = suggest(k, keys)
-      fail([...path, k], `unknown key${s ? ` (did you mean ${JSON.stringify(s)}?)` : ''}`)
+      const problem = `unknown key${s ? ` (did you mean ${JSON.stringify(s)}?)` : ''}`
+      problems.add(new ConfigError(formatPath([...path, k]), problem))
     }
+    problems.throwIfAny()
     return m
   }
 

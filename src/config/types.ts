@@ -69,7 +69,12 @@ export interface JwksFetchConfig {
 export interface IdentityConfig {
   jwt: JwtIssuerConfig[]
   mtls: { subject: 'spiffe' | 'cn' }
+  /** `identity.approvals`: trusted issuers of approval tokens (src/identity/approval.ts); none by default. */
+  approvals: ApprovalIssuerConfig[]
 }
+
+/** An approvals issuer: verified as a token issuer is; the subject is always `sub` and no claims are recorded. */
+export type ApprovalIssuerConfig = JwtIssuerConfig
 
 export interface UpstreamRoleCredentials {
   /** Password for SCRAM-SHA-256 / md5 / cleartext; null = none (trust, or cert). */
@@ -142,6 +147,62 @@ export interface PolicyRule {
   databases: string[]
   /** The token must be bound to the client certificate (RFC 8705 cnf.x5t#S256). */
   requireTokenBinding: boolean
+  /** The rule grants its roles only with a valid approval covering the role and database (`require_approval: true`). */
+  requireApproval: boolean
+  /** Statement rules for the sessions this rule admits; null: none. */
+  statements: StatementRules | null
+  /** Replication connections the rule admits (`replication:`); absent or empty: none. */
+  replication?: readonly ReplicationMode[]
+}
+
+/** `logical`: replication=database (logical decoding of one database); `physical`: replication=true (the cluster's WAL, base backups). */
+export type ReplicationMode = 'logical' | 'physical'
+
+/** `enforce`: a matching statement is refused; `monitor`: it runs, and its record says it would have been. */
+export type StatementRuleMode = 'enforce' | 'monitor'
+
+/**
+ * Which statements an entry applies to. Every key given must match (an
+ * empty list is not given); within a key, any value. Globs (`*`, `?`) are
+ * matched case-insensitively against `schema.name`, or against the name
+ * alone when the statement does not qualify it (search_path decides then).
+ */
+export interface StatementSelector {
+  /** pgaudit classes: READ, WRITE, FUNCTION, ROLE, DDL, MISC, MISC_SET. */
+  classes: string[]
+  /** Command tags, upper case; `DROP` also matches `DROP TABLE`, etc. */
+  commands: string[]
+  /** Globs over the objects the statement names (tables, views, schemas, roles…). */
+  objects: string[]
+  /** Globs over the functions and procedures it calls or names. */
+  functions: string[]
+}
+
+export interface StatementRuleEntry {
+  /** Named in errors and records: the entry's `name`, or e.g. `deny[2]`. */
+  name: string
+  selector: StatementSelector
+  mode: StatementRuleMode
+}
+
+export interface ClaimRequirement extends StatementRuleEntry {
+  /** The identity must carry this claim (dotted path), non-empty; its value is recorded. */
+  claim: string
+}
+
+export interface StatementRules {
+  deny: StatementRuleEntry[]
+  requireClaims: ClaimRequirement[]
+  requireApproval: StatementRuleEntry[]
+  /**
+   * Statements the proxy cannot classify (UNKNOWN: unparseable, not exactly
+   * decodable, a fastpath function call): `deny` (default) while any entry
+   * could refuse something, so rules cannot be dodged by text the proxy
+   * cannot read; `allow` lets them run.
+   */
+  unknown: 'deny' | 'allow'
+  /** The `unknown: deny` refusal's own mode: the block's `mode`. */
+  mode: StatementRuleMode
 }
 
 export interface SessionLifetimeConfig {
@@ -151,11 +212,24 @@ export interface SessionLifetimeConfig {
   maxDurationMs: number | null
 }
 
-/** How a shipped sink renders each record: the v1 line unchanged, or an OCSF 1.x event (src/audit/ocsf.ts). */
+/**
+ * `session.governed_settings`: what happens to a statement that changes
+ * application_name or pgwitness.* (src/policy/reserved-settings.ts).
+ * `record` (default): it runs, and its record carries
+ * `statement.governed_setting_changed: true`. `refuse`: the forms the proxy
+ * recognises are refused (42501, a `denied` record); bypassable, see docs/security.md.
+ */
+export type GovernedSettingsMode = 'record' | 'refuse'
+
+export interface SessionConfig extends SessionLifetimeConfig {
+  governedSettings: GovernedSettingsMode
+}
+
+/** How a shipped sink renders each record: the v1 line unchanged, or an OCSF 1.x event (src/shipping/ocsf.ts). */
 export type AuditSinkFormat = 'v1' | 'ocsf'
 
 /**
- * A sink fed from the local audit log by a shipper (src/audit/sinks/): it
+ * A sink fed from the local audit log by a shipper (src/shipping/): it
  * follows the log from a persisted cursor and delivers at least once.
  * (`{ type: file }` entries of `audit.sinks` are folded into AuditConfig.log;
  * `{ type: stdout }` is shipped from the file log when there is one, and is
@@ -245,6 +319,12 @@ export interface AuditConfig {
   /** For batched durability: fsync interval. */
   fsyncIntervalMs: number
   parameters: ParameterMode
+  /**
+   * Text the proxy cannot split into statements exactly as the server will:
+   * forward it (recorded per server result, statement.split "server") or
+   * refuse it (42601, recorded denied).
+   */
+  unparseable: 'forward' | 'refuse'
   /** Key for `parameters: hmac` (from config / env / file). */
   parameterHmacKey: string | null
   /** Longest statement text kept in a record (bytes); longer is truncated and marked. */
@@ -259,6 +339,15 @@ export interface AuditConfig {
   checkpoint: { key: string; everyRecords: number; everySeconds: number } | null
   /** Rotation of the audit log file by size and/or age; null = never. */
   rotate: { maxBytes: number | null; intervalMs: number | null } | null
+  /** Repeated auth failures: the first ones as records, the rest of a window in one summary (audit/auth-failure-summary.ts). */
+  authFailureSummary: AuthFailureSummaryConfig
+}
+
+export interface AuthFailureSummaryConfig {
+  /** How long a key's window stays open after its first failure; 0 = every failure is a record. */
+  windowMs: number
+  /** Failures of one key written as records in a window before the rest are counted. */
+  keepFirst: number
 }
 
 export interface LimitsConfig {
@@ -269,12 +358,17 @@ export interface LimitsConfig {
   /** Largest password message (the token) accepted. */
   maxTokenBytes: number
   /**
-   * Most client connections open at once (handshaking or in a session); one
-   * more is refused with FATAL 53300 after its StartupMessage (server.ts).
+   * Most authenticated sessions at once; one more is refused with FATAL 53300
+   * (server.ts). Connections still in their handshake do not count here: they
+   * have budgets of their own (maxHandshakes, maxHandshakesPerSource).
    */
   maxConnections: number
   /** On shutdown, how long statements in flight may run before their sessions are ended. */
   shutdownGraceMs: number
+  /** Most connections in their handshake (TLS, startup, authentication) at once; more are closed at accept. */
+  maxHandshakes: number
+  /** Most connections in their handshake at once from one client address; more are closed at accept. */
+  maxHandshakesPerSource: number
 }
 
 export interface MetricsConfig {
@@ -300,7 +394,7 @@ export interface PgwitnessConfig {
   identity: IdentityConfig
   upstream: UpstreamConfig
   policy: PolicyRule[]
-  session: SessionLifetimeConfig
+  session: SessionConfig
   audit: AuditConfig
   limits: LimitsConfig
   metrics: MetricsConfig

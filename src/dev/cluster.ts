@@ -185,6 +185,9 @@ export async function startPostgresCluster(opts: StartPostgresOptions = {}): Pro
       'local all all trust',
       `host all all 127.0.0.1/32 ${auth}`,
       `host all all ::1/128 ${auth}`,
+      // `all` does not cover walsenders: replication connections need their own lines.
+      `host replication all 127.0.0.1/32 ${auth}`,
+      `host replication all ::1/128 ${auth}`,
     ]
     await writeFile(path.join(dataDir, 'pg_hba.conf'), hba.join('\n') + '\n')
 

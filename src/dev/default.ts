@@ -4,7 +4,7 @@ import { loadConfig } from '../config/load.js'
 import type { PgwitnessConfig } from '../config/types.js'
 import { startPostgresCluster } from './cluster.js'
 import { ensureDevPki } from './pki.js'
-import { ensureDevIssuerKeys } from './tokens.js'
+import { ensureDevIssuersOf } from './dev-issuers.js'
 
 export const DEV_CONFIG_PATH = 'config/dev.yaml'
 export const DEV_ISSUER_DIR = '.pgwitness-dev'
@@ -18,8 +18,9 @@ export const DEV_ISSUER_DIR = '.pgwitness-dev'
  */
 export async function prepareDevDefault(root: string): Promise<{ config: PgwitnessConfig; connectHint: string }> {
   await ensureDevPki(path.join(root, 'certs', 'dev'))
-  await ensureDevIssuerKeys(path.join(root, DEV_ISSUER_DIR))
-  const config = await loadConfig(path.join(root, DEV_CONFIG_PATH))
+  const configPath = path.join(root, DEV_CONFIG_PATH)
+  await ensureDevIssuersOf(configPath)
+  const config = await loadConfig(configPath)
   let upstreamNote: string
   if (await admitsWithoutPassword(config.upstream.host, config.upstream.port)) {
     upstreamNote = `upstream: the local PostgreSQL on ${config.upstream.host}:${config.upstream.port}`

@@ -1,5 +1,5 @@
 import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { exportJWK, generateKeyPair, importJWK, SignJWT, type JWK } from 'jose'
 
 /**
@@ -17,26 +17,32 @@ export interface DevIssuerKeys {
 export const DEV_ISSUER = 'https://dev.pgwitness.local'
 export const DEV_AUDIENCE = 'pgwitness'
 
-export async function createDevIssuerKeys(dir: string, kid = `dev-${Date.now().toString(36)}`): Promise<DevIssuerKeys> {
+export async function createDevIssuerKeys(dir: string, kid = `dev-${Date.now().toString(36)}`, jwksPath = join(dir, 'jwks.json')): Promise<DevIssuerKeys> {
   mkdirSync(dir, { recursive: true, mode: 0o700 })
+  mkdirSync(dirname(jwksPath), { recursive: true, mode: 0o700 })
   const { publicKey, privateKey } = await generateKeyPair('ES256', { extractable: true })
   const privateJwk = { ...(await exportJWK(privateKey)), kid, alg: 'ES256', use: 'sig' }
   const publicJwk = { ...(await exportJWK(publicKey)), kid, alg: 'ES256', use: 'sig' }
   const keyPath = join(dir, 'signing-key.jwk')
-  const jwksPath = join(dir, 'jwks.json')
   writeFileSync(keyPath, JSON.stringify(privateJwk, null, 2) + '\n', { mode: 0o600 })
   writeFileSync(jwksPath, JSON.stringify({ keys: [publicJwk] }, null, 2) + '\n')
   return { privateJwk, jwksPath, keyPath }
 }
 
-/** Reuse the dev issuer in dir, creating it on first use. */
-export async function ensureDevIssuerKeys(dir: string): Promise<DevIssuerKeys> {
+/**
+ * Reuse the dev issuer in dir (its signing key, and the JWKS at jwksPath),
+ * creating it on first use. A JWKS that exists without the signing key next
+ * to it is someone else's key set: it is never overwritten.
+ */
+export async function ensureDevIssuerKeys(dir: string, jwksPath = join(dir, 'jwks.json')): Promise<DevIssuerKeys> {
   const keyPath = join(dir, 'signing-key.jwk')
-  const jwksPath = join(dir, 'jwks.json')
-  if (existsSync(keyPath) && existsSync(jwksPath)) {
+  const haveKey = existsSync(keyPath)
+  const haveJwks = existsSync(jwksPath)
+  if (haveKey && haveJwks) {
     return { privateJwk: JSON.parse(readFileSync(keyPath, 'utf8')) as JWK, jwksPath, keyPath }
   }
-  return createDevIssuerKeys(dir)
+  if (haveJwks) throw new Error(`${jwksPath} exists but there is no dev signing key next to it (${keyPath}); dev tokens cannot be signed for it`)
+  return createDevIssuerKeys(dir, undefined, jwksPath)
 }
 
 export interface DevTokenOptions {

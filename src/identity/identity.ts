@@ -1,5 +1,4 @@
-import type { IdentityInfo } from '../audit/types.js'
-import type { AuthFailureReason } from '../audit/types.js'
+import type { AuthFailureReason, IdentityInfo } from './types.js'
 import { PgError, SQLSTATE } from '../protocol/errors.js'
 import { formatEpochSeconds } from '../util/time.js'
 

@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
-import type { AuditSink, AuditSinkObserver } from '../audit/log.js'
-import type { AuditRecordBody } from '../audit/types.js'
+import type { AuditSink, AuditSinkObserver } from '../ledger/log.js'
+import type { AuditRecordBody } from '../evidence/types.js'
 import { sourcedCounter } from './sourced-counter.js'
 
 /**

@@ -1,4 +1,4 @@
-import type { OutcomeStatus } from '../audit/types.js'
+import type { OutcomeStatus } from '../evidence/types.js'
 
 /** What the rest of the proxy reports to its metrics (PrometheusMetrics implements it in registry.ts). */
 
@@ -37,6 +37,8 @@ export interface ProxyMetrics {
   sessionStarted(policyRule: string): void
   /** One statement record: one increment per class ("NONE" without classes); duration observed when known. */
   statement(classes: readonly string[], status: OutcomeStatus, durationUs: number | null): void
+  /** A statement rule refused a statement (`enforced`) or, in monitor mode, would have. */
+  statementRule(rule: string, statementRule: string, enforced: boolean): void
   /** Bytes relayed outside a tracked relay. */
   bytes(direction: ByteDirection, n: number): void
   /** Count this relay's bytes live, at every scrape, until relayEnded(). */

@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks'
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type LabelValues } from 'prom-client'
-import type { AuditSink, AuditSinkObserver } from '../audit/log.js'
-import type { AuthFailureReason, OutcomeStatus } from '../audit/types.js'
+import type { AuditSink, AuditSinkObserver } from '../ledger/log.js'
+import type { AuthFailureReason, OutcomeStatus } from '../evidence/types.js'
 import type { JwksStats } from '../identity/jwks.js'
 import { AuditMetrics, type AuditLogState, type AuditSinkLag } from './audit-metrics.js'
 import type { ByteDirection, ConnectionOutcome, ProxyMetrics, RelayByteCounts, UpstreamPoolStats } from './proxy-metrics.js'
@@ -28,7 +28,7 @@ export const STATEMENT_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
 export const CONNECT_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 
 /** Statement class label values: the audit classes, NONE (no class), OTHER (anything unexpected). */
-export const STATEMENT_CLASS_LABELS = ['READ', 'WRITE', 'FUNCTION', 'ROLE', 'DDL', 'MISC', 'MISC_SET', 'NONE', 'OTHER'] as const
+export const STATEMENT_CLASS_LABELS = ['READ', 'WRITE', 'FUNCTION', 'ROLE', 'DDL', 'MISC', 'MISC_SET', 'REPLICATION', 'NONE', 'OTHER'] as const
 const CLASS_NONE = STATEMENT_CLASS_LABELS.indexOf('NONE')
 const CLASS_OTHER = STATEMENT_CLASS_LABELS.indexOf('OTHER')
 
@@ -43,6 +43,8 @@ const AUTH_FAILURE_REASONS: Record<AuthFailureReason, true> = {
   cert_untrusted: true, cert_expired: true, token_not_bound: true, tls_required: true, policy_no_match: true,
   role_not_allowed: true, database_not_allowed: true, upstream_auth_failed: true, upstream_unavailable: true,
   upstream_rejected: true, handshake_timeout: true, protocol_violation: true, startup_rejected: true, rate_limited: true,
+  approval_missing: true, approval_invalid: true, approval_expired: true, approval_not_bound: true, approval_out_of_scope: true,
+  replication_not_allowed: true,
 }
 
 export const CONNECTION_OUTCOMES: readonly ConnectionOutcome[] = ['admitted', 'refused', 'aborted', 'cancel_request', 'shutdown']
@@ -91,6 +93,8 @@ export class PrometheusMetrics implements ProxyMetrics {
   private readonly authChildren = new Map<string, { inc(): void }>()
   private readonly sessions: Counter<'policy_rule'>
   private readonly sessionChildren = new Map<string, { inc(): void }>()
+  private readonly ruleDenials: Counter<'rule' | 'statement_rule'>
+  private readonly ruleWouldDeny: Counter<'rule' | 'statement_rule'>
   private readonly statementDuration: Histogram
   private readonly upstreamOk: { observe(v: number): void }
   private readonly upstreamError: { observe(v: number): void }
@@ -122,6 +126,19 @@ export class PrometheusMetrics implements ProxyMetrics {
     }
     this.authFailures = new Counter({ name: `${p}auth_failures_total`, help: 'Refused connections (auth.failure records) by reason.', labelNames: ['reason'], registers })
     this.sessions = new Counter({ name: `${p}sessions_total`, help: 'Governed sessions started, by the policy rule that admitted them.', labelNames: ['policy_rule'], registers })
+
+    this.ruleDenials = new Counter({
+      name: `${p}statement_rule_denials_total`,
+      help: 'Statements refused by a statement rule in enforce mode, by policy rule and statement rule.',
+      labelNames: ['rule', 'statement_rule'],
+      registers,
+    })
+    this.ruleWouldDeny = new Counter({
+      name: `${p}statement_rule_would_deny_total`,
+      help: 'Statements a statement rule in monitor mode would have refused (they ran), by policy rule and statement rule.',
+      labelNames: ['rule', 'statement_rule'],
+      registers,
+    })
 
     const counts = this.statementCounts
     const cellLabels: Array<LabelValues<'class' | 'status'>> = []
@@ -231,6 +248,12 @@ export class PrometheusMetrics implements ProxyMetrics {
     this.exposed = Registry.merge([this.registry, defaultMetricsRegistry()])
   }
 
+  /** Adds a metric made elsewhere (registered nowhere yet) to this proxy's registry and to /metrics. */
+  adopt(metric: Parameters<Registry['registerMetric']>[0]): void {
+    this.registry.registerMetric(metric)
+    this.exposed.registerMetric(metric)
+  }
+
   get contentType(): string {
     return this.exposed.contentType
   }
@@ -273,6 +296,10 @@ export class PrometheusMetrics implements ProxyMetrics {
     if (classes.length === 0) counts[statementCell(null, status)]++
     else for (let i = 0; i < classes.length; i++) counts[statementCell(classes[i]!, status)]++
     if (durationUs !== null) this.statementDuration.observe(durationUs / 1e6)
+  }
+
+  statementRule(rule: string, statementRule: string, enforced: boolean): void {
+    ;(enforced ? this.ruleDenials : this.ruleWouldDeny).inc({ rule, statement_rule: statementRule })
   }
 
   bytes(direction: ByteDirection, n: number): void {

@@ -30,17 +30,36 @@ export class PgError extends Error {
   }
 }
 
-/** A malformed or out-of-order frontend message (SQLSTATE 08P01). */
+/**
+ * A malformed or out-of-order frontend message: SQLSTATE 08P01, or the code
+ * PostgreSQL uses for the case (0A000 for an unsupported protocol version,
+ * 28000 for a StartupMessage without a user).
+ */
 export class ProtocolViolation extends PgError {
-  constructor(message: string, detail?: string) {
-    super({ severity: 'FATAL', code: SQLSTATE.protocolViolation, message, ...(detail ? { detail } : {}) })
+  constructor(message: string, detail?: string, code: string = SQLSTATE.protocolViolation) {
+    super({ severity: 'FATAL', code, message, ...(detail ? { detail } : {}) })
     this.name = 'ProtocolViolation'
+  }
+}
+
+/**
+ * A malformed start of a connection that PostgreSQL only logs (ereport
+ * COMMERROR) and answers by closing without a word: a startup packet whose
+ * length word is impossible (garbage, an HTTP request, a Terminate sent
+ * before any StartupMessage) or a malformed CancelRequest. The proxy closes
+ * silently too: some clients (node-postgres) crash on an ErrorResponse there.
+ */
+export class SilentProtocolViolation extends ProtocolViolation {
+  constructor(message: string, detail?: string) {
+    super(message, detail)
+    this.name = 'SilentProtocolViolation'
   }
 }
 
 /** SQLSTATE codes the proxy itself emits. */
 export const SQLSTATE = {
   protocolViolation: '08P01',
+  syntaxError: '42601',
   connectionFailure: '08006',
   connectionRejected: '08004',
   invalidPassword: '28P01',

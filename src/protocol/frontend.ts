@@ -64,6 +64,16 @@ class Reader {
     return z === off ? '' : buf.toString('utf8', off, z)
   }
 
+  /** NUL-terminated string as bytes (a view into the body), for text in the client encoding. */
+  cstringBytes(): Buffer {
+    const buf = this.buf
+    const off = this.off
+    const z = buf.indexOf(0, off)
+    if (z < 0) this.fail(MSG_BAD_STRING)
+    this.off = z + 1
+    return buf.subarray(off, z)
+  }
+
   /** NUL-terminated statement/portal name, at most MAX_NAME_BYTES. */
   name(): string {
     const buf = this.buf
@@ -155,17 +165,28 @@ class Reader {
 
 /** Query ('Q'): the SQL text. */
 export function decodeQuery(body: Buffer): { text: string } {
+  return { text: decodeQueryBytes(body).text.toString('utf8') }
+}
+
+/** Query ('Q'): the SQL text's bytes (a view into `body`), to decode in the session's client encoding. */
+export function decodeQueryBytes(body: Buffer): { text: Buffer } {
   const r = new Reader(body, 'Query')
-  const text = r.cstring()
+  const text = r.cstringBytes()
   r.end()
   return { text }
 }
 
 /** Parse ('P'): statement name, SQL text, parameter type OIDs (unsigned; 0 = unspecified). */
 export function decodeParse(body: Buffer): { name: string; text: string; paramTypes: number[] } {
+  const p = decodeParseBytes(body)
+  return { name: p.name, text: p.text.toString('utf8'), paramTypes: p.paramTypes }
+}
+
+/** Parse ('P') with the SQL text as bytes (a view into `body`), to decode in the session's client encoding. */
+export function decodeParseBytes(body: Buffer): { name: string; text: Buffer; paramTypes: number[] } {
   const r = new Reader(body, 'Parse')
   const name = r.name()
-  const text = r.cstring()
+  const text = r.cstringBytes()
   const n = r.uint16()
   if (n * 4 > body.length - r.off) r.fail(MSG_INSUFFICIENT)
   const paramTypes = new Array<number>(n)

@@ -5,15 +5,13 @@
  * Reference: PostgreSQL "Message Formats" (protocol 3.0 and 3.2) and
  * ProcessStartupPacket() in src/backend/tcop/backend_startup.c.
  */
-import { ProtocolViolation } from './errors.js'
+import { ProtocolViolation, SilentProtocolViolation, SQLSTATE } from './errors.js'
 
 /**
- * Largest accepted startup packet, counting its 4-byte length word
- * (PostgreSQL's MAX_STARTUP_PACKET_LENGTH is the same value but excludes the
- * length word, so PostgreSQL accepts up to 4 bytes more; no real client gets
- * anywhere near this).
+ * Largest accepted startup packet, counting its 4-byte length word:
+ * PostgreSQL's MAX_STARTUP_PACKET_LENGTH (10000) excludes the length word.
  */
-export const MAX_STARTUP_PACKET_BYTES = 10000
+export const MAX_STARTUP_PACKET_BYTES = 10004
 
 /** Protocol versions the proxy speaks to clients: 3.0 up to 3.PROTOCOL_LATEST_MINOR. */
 export const PROTOCOL_MAJOR = 3
@@ -37,16 +35,32 @@ export type StartupPacket =
 /**
  * Length-prefixed packet: returns the total number of bytes of the packet
  * (including the length word) once buf holds at least the 4-byte length word,
- * or null if fewer than 4 bytes are available. Throws ProtocolViolation for a
- * length < 8 or > MAX_STARTUP_PACKET_BYTES.
+ * or null if fewer than 4 bytes are available. Throws
+ * SilentProtocolViolation for a length < 8 or > MAX_STARTUP_PACKET_BYTES:
+ * PostgreSQL closes without an answer (garbage, or a Terminate sent first).
  */
 export function startupPacketLength(buf: Buffer): number | null {
   if (buf.length < 4) return null
   const len = buf.readInt32BE(0)
   if (len < 8 || len > MAX_STARTUP_PACKET_BYTES) {
-    throw new ProtocolViolation('invalid length of startup packet', `Declared length ${len}.`)
+    throw new SilentProtocolViolation('invalid length of startup packet', `Declared length ${len}.`)
   }
   return len
+}
+
+/**
+ * What PostgreSQL answers (FATAL 0A000) to a protocol version it does not
+ * speak, which includes an SSLRequest or GSSENCRequest code once that
+ * negotiation is over (1234.5679 on an encrypted connection).
+ */
+export function unsupportedProtocol(code: number): ProtocolViolation {
+  const major = code >>> 16
+  const minor = code & 0xffff
+  return new ProtocolViolation(
+    `unsupported frontend protocol ${major}.${minor}: server supports ${PROTOCOL_MAJOR}.0 to ${PROTOCOL_MAJOR}.${PROTOCOL_LATEST_MINOR}`,
+    undefined,
+    SQLSTATE.featureNotSupported,
+  )
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
@@ -61,8 +75,12 @@ function strictUtf8(buf: Buffer, start: number, end: number): string {
 
 /**
  * Decode one complete packet; buf is exactly the packet including its length
- * word. Throws ProtocolViolation on any malformation, on a protocol major
- * version other than 3, and when the `user` parameter is missing or empty.
+ * word. Throws ProtocolViolation, with PostgreSQL's SQLSTATE and answer, on
+ * any malformation (SilentProtocolViolation where PostgreSQL closes without
+ * an answer: an impossible length, a malformed CancelRequest), on a protocol
+ * major version other than 3 (0A000), and when the `user` parameter is
+ * missing or empty (28000). Like PostgreSQL, an SSLRequest or GSSENCRequest
+ * longer than 8 bytes is accepted (the rest is ignored).
  * For a StartupMessage, `database` is set to the user name when absent or
  * empty (as PostgreSQL does). Parameters named `_pq_.*` (protocol options)
  * are kept in the map; all names and values are strictly validated UTF-8.
@@ -70,11 +88,11 @@ function strictUtf8(buf: Buffer, start: number, end: number): string {
  */
 export function decodeStartupPacket(buf: Buffer): StartupPacket {
   if (buf.length < 8) {
-    throw new ProtocolViolation('invalid length of startup packet', `Packet has ${buf.length} bytes.`)
+    throw new SilentProtocolViolation('invalid length of startup packet', `Packet has ${buf.length} bytes.`)
   }
   const len = buf.readInt32BE(0)
   if (len !== buf.length || len > MAX_STARTUP_PACKET_BYTES) {
-    throw new ProtocolViolation(
+    throw new SilentProtocolViolation(
       'invalid length of startup packet',
       `Declared length ${len}, packet has ${buf.length} bytes.`,
     )
@@ -83,15 +101,14 @@ export function decodeStartupPacket(buf: Buffer): StartupPacket {
 
   switch (code) {
     case SSL_REQUEST_CODE:
-      if (len !== 8) throw new ProtocolViolation('invalid length of SSL request packet')
       return { kind: 'ssl-request' }
     case GSSENC_REQUEST_CODE:
-      if (len !== 8) throw new ProtocolViolation('invalid length of GSSENC request packet')
       return { kind: 'gssenc-request' }
     case CANCEL_REQUEST_CODE: {
       const keyLen = len - 12
       if (keyLen < MIN_CANCEL_KEY_BYTES || keyLen > MAX_CANCEL_KEY_BYTES) {
-        throw new ProtocolViolation('invalid length of cancel request packet', `Packet has ${len} bytes.`)
+        // A CancelRequest is never answered, a malformed one neither.
+        throw new SilentProtocolViolation('invalid length of cancel request packet', `Packet has ${len} bytes.`)
       }
       return {
         kind: 'cancel-request',
@@ -104,11 +121,7 @@ export function decodeStartupPacket(buf: Buffer): StartupPacket {
 
   const major = code >>> 16
   const minor = code & 0xffff
-  if (major !== PROTOCOL_MAJOR) {
-    throw new ProtocolViolation(
-      `unsupported frontend protocol ${major}.${minor}: server supports ${PROTOCOL_MAJOR}.0 to ${PROTOCOL_MAJOR}.${PROTOCOL_LATEST_MINOR}`,
-    )
-  }
+  if (major !== PROTOCOL_MAJOR) throw unsupportedProtocol(code)
 
   const parameters = new Map<string, string>()
   let off = 8
@@ -138,7 +151,7 @@ export function decodeStartupPacket(buf: Buffer): StartupPacket {
 
   const user = parameters.get('user')
   if (user === undefined || user === '') {
-    throw new ProtocolViolation('no PostgreSQL user name specified in startup packet')
+    throw new ProtocolViolation('no PostgreSQL user name specified in startup packet', undefined, SQLSTATE.invalidAuthorization)
   }
   const database = parameters.get('database')
   if (database === undefined || database === '') parameters.set('database', user)

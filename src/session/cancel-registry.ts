@@ -11,38 +11,58 @@ interface Entry {
   session: Cancellable
 }
 
+/** Secret length in BackendKeyData under protocol 3.0, the version the proxy speaks to clients. */
+const SECRET_BYTES = 4
+
 /**
  * Maps the BackendKeyData the proxy hands to clients onto live sessions.
- * Clients never see the server's real PID and secret: a cancel request is
- * honoured only if it names a key we issued, and then forwarded upstream with
- * the real one. Keys are random; comparison is constant-time.
+ * The process id is the upstream backend's real pid, so that
+ * `pg_backend_pid()`, a notification's sender pid and
+ * `pg_terminate_backend(pid)` agree with what the client was told, as when
+ * connected directly. The secret is minted here, per session: the server's
+ * real secret never leaves the proxy, and a pooled connection reused by a
+ * later session (same pid) gets a new one, so an earlier session's key does
+ * not cancel the next one's statements. A cancel request is honoured only if
+ * its (pid, secret) names a live session; the comparison is constant-time.
  */
 export class CancelRegistry {
-  private readonly entries = new Map<number, Entry>()
+  /**
+   * Live sessions by backend pid. Usually one per pid; a list because a
+   * reload may point the proxy at another server, whose pids can repeat.
+   */
+  private readonly entries = new Map<number, Entry[]>()
+  private count = 0
 
-  register(session: Cancellable): { processId: number; secretKey: Buffer } {
-    let processId: number
-    do {
-      // Positive 31-bit, like a PID, so no driver mis-parses it.
-      processId = randomBytes(4).readUInt32BE(0) & 0x7fffffff
-    } while (processId === 0 || this.entries.has(processId))
-    const key = randomBytes(4)
-    this.entries.set(processId, { key, session })
-    return { processId, secretKey: key }
+  register(backendPid: number, session: Cancellable): { processId: number; secretKey: Buffer } {
+    const key = randomBytes(SECRET_BYTES)
+    const list = this.entries.get(backendPid)
+    if (list) list.push({ key, session })
+    else this.entries.set(backendPid, [{ key, session }])
+    this.count++
+    return { processId: backendPid, secretKey: key }
   }
 
-  unregister(processId: number): void {
-    this.entries.delete(processId)
+  /** The session has ended: its key cancels nothing from now on (another session's on the same pid stays). */
+  unregister(backendPid: number, session: Cancellable): void {
+    const list = this.entries.get(backendPid)
+    const i = list ? list.findIndex((e) => e.session === session) : -1
+    if (i < 0) return
+    list!.splice(i, 1)
+    this.count--
+    if (list!.length === 0) this.entries.delete(backendPid)
   }
 
-  /** The session a cancel request addresses, or null for an unknown or wrong key. */
+  /** The session a cancel request addresses, or null for an unknown pid or a wrong secret. */
   lookup(processId: number, secretKey: Buffer): Cancellable | null {
-    const e = this.entries.get(processId)
-    if (!e || e.key.length !== secretKey.length || !timingSafeEqual(e.key, secretKey)) return null
-    return e.session
+    if (secretKey.length !== SECRET_BYTES) return null
+    let found: Cancellable | null = null
+    for (const e of this.entries.get(processId) ?? []) {
+      if (timingSafeEqual(e.key, secretKey)) found ??= e.session
+    }
+    return found
   }
 
   get size(): number {
-    return this.entries.size
+    return this.count
   }
 }

@@ -1,5 +1,7 @@
-import { recordParameters } from '../audit/parameters.js'
-import { splitStatements, type SplitStatement } from '../audit/split.js'
+import { isAscii } from 'node:buffer'
+import { recordParameters } from '../evidence/parameters.js'
+import { isUnparsed, splitStatements, type SplitStatement, type TextOrigin } from '../classify/split.js'
+import { decodeClientText, type DecodedClientText } from '../protocol/client-encoding.js'
 import { PgError, ProtocolViolation, SQLSTATE } from '../protocol/errors.js'
 import { BindStreamDecoder } from '../protocol/bind-stream.js'
 import {
@@ -10,16 +12,21 @@ import {
   decodeDescribe,
   decodeExecute,
   decodeFunctionCall,
-  decodeParse,
-  decodeQuery,
+  decodeParseBytes,
+  decodeQueryBytes,
   type DecodedBind,
 } from '../protocol/frontend.js'
 import { BodyMode, type MessageHandler } from '../protocol/message-stream.js'
 import { serialize } from 'pg-protocol'
 import { reservedSettingViolation } from '../policy/reserved-settings.js'
-import { decodeUtf8Prefix } from '../util/utf8.js'
 import type { RelayEvents, RelayOptions } from './relay.js'
-import type { StatementTracker, Denial } from './statement-tracker.js'
+import type { StatementTracker, Denial, RereadableText } from './statement-tracker.js'
+import { ClientTextSettings } from './client-text-settings.js'
+import { judgeFunctionCall, judgePipelinedText, judgeText, refusesUnreadable, type TextVerdict } from './statement-policy.js'
+import { StreamCounter } from '../replication/stream-counts.js'
+import { replicationCommandOf, replicationStatement } from '../replication/commands.js'
+import { errorResponse, readyForQuery } from '../protocol/backend-messages.js'
+import { denialError } from './tracker-entries.js'
 
 /** Frontend messages at or above this size are streamed instead of captured whole. */
 const STREAM_THRESHOLD = 1 << 20
@@ -41,6 +48,8 @@ export class FrontendObserver implements MessageHandler {
   private readonly deniedStatements = new Set<string>()
   /** Portals bound to such statements: executing them runs only the refusal. */
   private readonly deniedPortals = new Set<string>()
+  /** Refusals the proxy answers itself (see answersHere), in order. */
+  private readonly refusedHere: Denial[] = []
   // Stream-mode state for one large frontend message at a time.
   private bindStream: BindStreamDecoder | null = null
   private textPrefix: Buffer[] = []
@@ -50,17 +59,27 @@ export class FrontendObserver implements MessageHandler {
     private readonly tracker: StatementTracker,
     private readonly opts: RelayOptions,
     private readonly events: RelayEvents,
+    /** client_encoding and standard_conforming_strings, as the server last reported them. */
+    readonly textSettings: ClientTextSettings = new ClientTextSettings(),
+    /** Counts the client's CopyData (replication feedback, COPY FROM data). */
+    private readonly copyData: StreamCounter = new StreamCounter(),
   ) {}
 
   // ---- MessageHandler of the client's MessageStream ----------------------
 
   header(type: number, len: number): BodyMode {
+    // After its Terminate the client has nothing more to say: PostgreSQL reads no further. Framing stops
+    // here, so nothing behind it is forwarded or recorded; the relay ignores this error (it answers nothing after a Terminate).
+    if (this.clientTerminated) throw new ProtocolViolation('data after the Terminate message')
     if (!KNOWN_FRONTEND.has(type)) {
       throw new ProtocolViolation(`invalid frontend message type ${type}`)
     }
     let mode = BodyMode.Capture
     switch (type) {
       case F.CopyData:
+        this.copyData.client(len)
+        mode = BodyMode.Stream
+        break
       case F.CopyDone:
         mode = BodyMode.Stream
         break
@@ -76,6 +95,14 @@ export class FrontendObserver implements MessageHandler {
       case F.Query:
       case F.Parse:
       case F.FunctionCall:
+        if (len >= STREAM_THRESHOLD && type !== F.FunctionCall && this.opts.unparseable === 'refuse') {
+          // Only a prefix of a text this long is kept, so it cannot be split: refused before any of it goes upstream.
+          throw new PgError({ severity: 'FATAL', code: SQLSTATE.syntaxError, message: `pgwitness: a ${len - 4}-byte statement text cannot be split into statements exactly (audit.unparseable: refuse)` })
+        }
+        if (len >= STREAM_THRESHOLD && refusesUnreadable(this.opts.statementRules ?? null)) {
+          // Nor can it be checked against statement rules that refuse what they cannot classify.
+          throw new PgError({ severity: 'FATAL', code: SQLSTATE.insufficientPrivilege, message: `pgwitness: a ${len - 4}-byte message is too long to be checked against the statement rules (unknown: deny)` })
+        }
         if (len >= STREAM_THRESHOLD) {
           this.textPrefix = []
           this.textPrefixBytes = 0
@@ -89,7 +116,9 @@ export class FrontendObserver implements MessageHandler {
   }
 
   message(type: number, body: Buffer, frame: Buffer | null): void {
-    this.out.add(this.observeFrontend(type, body) ?? frame ?? Buffer.concat([frameHeader(type, body.length), body]))
+    const replacement = this.observeFrontend(type, body)
+    if (replacement === NOTHING) return
+    this.out.add(replacement ?? frame ?? Buffer.concat([frameHeader(type, body.length), body]))
   }
 
   piece(type: number, piece: Buffer): void {
@@ -111,10 +140,12 @@ export class FrontendObserver implements MessageHandler {
       const prefix = Buffer.concat(this.textPrefix)
       this.textPrefix = []
       if (type === F.Query) {
-        this.tracker.query(prefixText(prefix, 0), true, null)
+        const d = this.prefixText(prefix, 0)
+        this.tracker.query(d.text, true, { origin: this.originOf(d) })
       } else if (type === F.Parse) {
         const nameEnd = prefix.indexOf(0)
-        this.tracker.parse(prefix.toString('utf8', 0, Math.max(nameEnd, 0)), prefixText(prefix, nameEnd + 1), true, null)
+        const d = this.prefixText(prefix, nameEnd + 1)
+        this.tracker.parse(prefix.toString('utf8', 0, Math.max(nameEnd, 0)), d.text, true, { origin: this.originOf(d) })
       } else {
         this.tracker.functionCall(prefix.length >= 4 ? prefix.readUInt32BE(0) : 0, null)
       }
@@ -129,15 +160,35 @@ export class FrontendObserver implements MessageHandler {
     const t = this.tracker
     switch (type) {
       case F.Query: {
-        const text = decodeQuery(body).text
-        const denial = this.auditDenial() ?? firstDenial(splitStatements(text))
-        t.query(text, false, denial)
+        const bytes = decodeQueryBytes(body).text
+        const d = decodeClientText(bytes, this.textSettings.encoding)
+        // On a replication connection a replication command is one statement of the walsender's own grammar.
+        const command = this.opts.replication ? replicationCommandOf(d.text) : null
+        const replication = command === null ? undefined : replicationStatement(d.text, command)
+        const statements = replication ? [replication] : splitStatements(d.text, this.textSettings.standardConformingStrings)
+        const verdict = judgeText(this.opts.statementRules ?? null, statements, d.raw === null)
+        // The walsender reads its keywords the same under any client_encoding: nothing to read again.
+        const rules = replication ? verdict : this.judgeInFlight(bytes, verdict, false)
+        const denial = this.auditDenial() ?? (replication ? null : this.unsplittable(statements, d.raw === null)) ?? rules.denial ?? this.settingDenial(statements)
+        // A physical walsender runs no SQL, so it cannot raise the refusal: with nothing in flight the proxy answers itself.
+        const answerHere = denial !== null && replication !== undefined && this.opts.replication === 'physical' && t.pending === 0
+        t.query(d.text, false, { denial, origin: this.originOf(d), reread: replication ? null : this.rereadable(bytes), policies: rules.policies, replication })
+        if (answerHere) {
+          this.refusedHere.push(denial)
+          return NOTHING
+        }
         return denial ? serialize.query(denialStatement(denial)) : null
       }
       case F.Parse: {
-        const p = decodeParse(body)
-        const denial = this.auditDenial() ?? firstDenial(splitStatements(p.text).slice(0, 1))
-        t.parse(p.name, p.text, false, denial)
+        const raw = decodeParseBytes(body)
+        const p = { name: raw.name, ...decodeClientText(raw.text, this.textSettings.encoding) }
+        const statements = splitStatements(p.text, this.textSettings.standardConformingStrings)
+        // Several statements in one Parse: the server refuses it (42601) whatever the rules say.
+        const rules = statements.length === 1
+          ? this.judgeInFlight(raw.text, judgeText(this.opts.statementRules ?? null, statements, p.raw === null), true)
+          : { denial: null, policies: null }
+        const denial = this.auditDenial() ?? this.unsplittable(statements, p.raw === null) ?? rules.denial ?? this.settingDenial(statements.slice(0, 1))
+        t.parse(p.name, p.text, false, { denial, origin: this.originOf(p), reread: this.rereadable(raw.text), policies: rules.policies })
         if (!denial) {
           this.deniedStatements.delete(p.name)
           return null
@@ -164,7 +215,8 @@ export class FrontendObserver implements MessageHandler {
         return null
       }
       case F.Describe:
-        t.describe(decodeDescribe(body).target)
+        decodeDescribe(body) // validates it (a malformed Describe is a protocol violation)
+        t.describe()
         return null
       case F.Close: {
         const c = decodeClose(body)
@@ -177,18 +229,60 @@ export class FrontendObserver implements MessageHandler {
       case F.FunctionCall: {
         this.refuseUnaudited(true)
         const f = decodeFunctionCall(body, this.opts.maxParameterBytes)
-        t.functionCall(f.functionOid, recordParameters(f.args, (i) => bindParamFormat({ paramFormats: f.argFormats }, i), this.opts.parameters))
-        return null
+        const rules = judgeFunctionCall(this.opts.statementRules ?? null)
+        t.functionCall(f.functionOid, recordParameters(f.args, (i) => bindParamFormat({ paramFormats: f.argFormats }, i), this.opts.parameters, this.textSettings.encoding), {
+          denial: rules.denial, policies: rules.policies,
+        })
+        // Answered like the call's own failure would be: an ErrorResponse, then ReadyForQuery.
+        return rules.denial ? serialize.query(denialStatement(rules.denial)) : null
       }
       default:
         return null // Flush, CopyFail, Terminate: nothing to record
     }
   }
 
+  /**
+   * The answers to commands refused without going upstream (a replication
+   * command on a physical connection): ErrorResponse and ReadyForQuery, as
+   * the server would send them, told to the tracker as if they came from it.
+   * Called after the chunk is forwarded; null when there are none.
+   */
+  answersHere(): Buffer | null {
+    if (this.refusedHere.length === 0) return null
+    const out: Buffer[] = []
+    for (const d of this.refusedHere) {
+      const err = denialError(d)
+      this.tracker.error(err)
+      this.tracker.backend(READY_FOR_QUERY, IDLE)
+      out.push(errorResponse({ severity: 'ERROR', ...err }), readyForQuery('I'))
+    }
+    this.refusedHere.length = 0
+    return Buffer.concat(out)
+  }
+
   /** Fail closed: while the audit log cannot be written, statements are refused rather than run unaudited. */
   private auditDenial(): Denial | null {
     const why = this.events.auditUnavailable?.() ?? null
     return why === null ? null : { code: SQLSTATE.ioError, reason: `${why}; statements are refused rather than run unaudited` }
+  }
+
+  /**
+   * With `audit.unparseable: refuse`, text the proxy cannot split exactly as
+   * the server will (its parser cannot read it, or its bytes have no exact
+   * decoding) is refused (42601) instead of recorded per server result.
+   */
+  private unsplittable(statements: readonly SplitStatement[], exactText: boolean): Denial | null {
+    if (this.opts.unparseable !== 'refuse' || (exactText && !isUnparsed(statements))) return null
+    return { code: SQLSTATE.syntaxError, reason: 'the statement text cannot be split into statements exactly as the server would (audit.unparseable: refuse)' }
+  }
+
+  /**
+   * With `session.governed_settings: refuse`, the first statement that would
+   * change a governed setting; with `record` (default) they run, and their
+   * records carry the flag (SplitStatement.governedSetting).
+   */
+  private settingDenial(statements: readonly SplitStatement[]): Denial | null {
+    return this.opts.governedSettings === 'refuse' ? firstDenial(statements) : null
   }
 
   /**
@@ -202,9 +296,55 @@ export class FrontendObserver implements MessageHandler {
   }
 
   private recordBind(b: DecodedBind): void {
-    this.tracker.bind(b.portal, b.statement, recordParameters(b.params, (i) => bindParamFormat(b, i), this.opts.parameters))
+    const read = (bind: DecodedBind) => recordParameters(bind.params, (i) => bindParamFormat(bind, i), this.opts.parameters, this.textSettings.encoding)
+    // Non-ASCII text parameters waiting behind statements that may change client_encoding: kept to read again.
+    const waits = this.tracker.pending > 0 && b.params.some((p, i) => !p.isNull && bindParamFormat(b, i) === 0 && !isAscii(p.value))
+    if (!waits) return this.tracker.bind(b.portal, b.statement, read(b))
+    const kept: DecodedBind = { ...b, params: b.params.map((p) => ({ ...p, value: Buffer.from(p.value) })) }
+    this.tracker.bind(b.portal, b.statement, read(kept), { readUnder: this.textSettings.key, again: () => read(kept) })
+  }
+
+  /** A text that waits behind unanswered statements is judged under every reading they could make the server use. */
+  private judgeInFlight(bytes: Buffer, verdict: TextVerdict, single: boolean): TextVerdict {
+    const rules = this.opts.statementRules ?? null
+    if (rules === null || this.tracker.pending === 0) return verdict
+    return judgePipelinedText(rules, bytes, this.textSettings, verdict, single)
+  }
+
+  /**
+   * Text whose reading depends on client_encoding (non-ASCII bytes) or
+   * standard_conforming_strings (a backslash) is kept as bytes while it waits
+   * behind statements that may change them (StatementTracker.readNextBatch).
+   */
+  private rereadable(bytes: Buffer): RereadableText | null {
+    if (this.tracker.pending === 0 || (isAscii(bytes) && bytes.indexOf(0x5c) < 0)) return null
+    const kept = Buffer.from(bytes)
+    return {
+      readUnder: this.textSettings.key,
+      again: () => {
+        const d = decodeClientText(kept, this.textSettings.encoding)
+        return { text: d.text, origin: this.originOf(d) }
+      },
+    }
+  }
+
+  /** How a text decoded now reached the server; undefined for plain UTF-8 under standard strings (nothing to record). */
+  private originOf(d: Pick<DecodedClientText, 'encoding' | 'raw'>): TextOrigin | undefined {
+    const s = this.textSettings
+    return d.encoding === null && d.raw === null && s.standardConformingStrings ? undefined : s.origin(d.encoding, d.raw)
+  }
+
+  /** Text of a NUL-terminated string of which only a prefix was kept. */
+  private prefixText(buf: Buffer, start: number): DecodedClientText {
+    const end = buf.indexOf(0, start)
+    return decodeClientText(buf.subarray(start, end < 0 ? buf.length : end), this.textSettings.encoding, end < 0)
   }
 }
+
+/** Forwarded in place of a message the proxy answers itself. */
+const NOTHING = Buffer.alloc(0)
+const READY_FOR_QUERY = 0x5a
+const IDLE = Buffer.from('I')
 
 /** The header (type, length word) of a message whose body is forwarded in pieces. */
 function frameHeader(type: number, bodyLength: number): Buffer {
@@ -263,10 +403,4 @@ class OutputRun {
     this.bufs = []
     return b
   }
-}
-
-/** Text of a NUL-terminated string of which only a prefix was kept. */
-function prefixText(buf: Buffer, start: number): string {
-  const end = buf.indexOf(0, start)
-  return end < 0 ? decodeUtf8Prefix(buf, start) : buf.toString('utf8', start, end)
 }

@@ -2,28 +2,34 @@ import { createHash } from 'node:crypto'
 import net from 'node:net'
 import tls from 'node:tls'
 import type { Duplex } from 'node:stream'
-import type { AuthFailureReason, ConnectionInfo, IdentityInfo, SessionEndReason } from '../audit/types.js'
-import { authFailureRecord, sessionEndRecord, sessionStartRecord, type SessionContext } from '../audit/records.js'
+import type { ApprovalInfo, AuthFailureReason, ConnectionInfo, IdentityInfo, SessionEndReason } from '../evidence/types.js'
+import { authFailureRecord, sessionEndRecord, sessionStartRecord, type SessionContext } from '../evidence/records.js'
 import { identityInfo, IdentityError, type WorkloadIdentity } from '../identity/identity.js'
 import { certificateIdentity, combineTokenAndCertificate, tokenIsBoundTo, verifiedClientCertificate, type ClientCertificate } from '../identity/mtls.js'
 import type { PgwitnessConfig, PolicyRule } from '../config/types.js'
 import { evaluateAccess } from '../policy/access.js'
 import * as msg from '../protocol/backend-messages.js'
-import { PgError, ProtocolViolation, SQLSTATE } from '../protocol/errors.js'
+import { PgError, ProtocolViolation, SilentProtocolViolation, SQLSTATE } from '../protocol/errors.js'
 import { decodePassword, FrontendType } from '../protocol/frontend.js'
-import { decodeStartupPacket } from '../protocol/startup.js'
+import { decodeStartupPacket, GSSENC_REQUEST_CODE, SSL_REQUEST_CODE, unsupportedProtocol } from '../protocol/startup.js'
 import { sendUpstreamCancel, UpstreamError, type UpstreamConnection } from '../upstream/connect.js'
 import { openUpstream } from '../upstream/pool.js'
 import { uuidv7 } from '../util/ids.js'
-import { deepFreeze } from '../audit/canonical-json.js'
+import { deepFreeze } from '../ledger/canonical-json.js'
 import { rfc3339Micros } from '../util/time.js'
 import type { ProxyContext } from './context.js'
 import { startupParametersFor } from './startup-parameters.js'
 import { Relay } from './relay.js'
 import { SessionStatements } from './statement-records.js'
-import { armDeadline, sessionDeadline } from './lifetime.js'
+import { armDeadline, sessionDeadline, withApprovalDeadline } from './lifetime.js'
 import { ClientGone, MessageTooLarge, SocketReader } from './socket-reader.js'
-import { HandshakeError } from './handshake-error.js'
+import { HandshakeError, tooManyClients } from './handshake-error.js'
+import { ALWAYS_ADMIT, type SessionAdmission } from './handshake-budget.js'
+import { SessionStatementRules } from '../policy/statement-rules.js'
+import { ApprovalError, approvalInfo, type Approval } from '../identity/approval.js'
+import { takeApproval } from './approval-option.js'
+import type { ReplicationMode } from '../config/types.js'
+import { replicationModeOf, replicationParameter } from '../replication/commands.js'
 
 /** What the client asked for in its StartupMessage. */
 interface Requested {
@@ -51,7 +57,8 @@ export class GovernedSession {
   private upstream: UpstreamConnection | null = null
   private relay: Relay | null = null
   private context: SessionContext | null = null
-  private cancelId: number | null = null
+  /** The backend pid the session's cancel key is registered under (set once the key is issued). */
+  private cancelPid: number | null = null
   private readonly auditEnabled: boolean
   /** The session's statements and their records (set when the relay starts). */
   private statementLog: SessionStatements | null = null
@@ -67,6 +74,12 @@ export class GovernedSession {
   private certError: IdentityError | null = null
   /** A token was sent (auth.failure method jwt) — otherwise no credential was presented (none). */
   private credentialPresented = false
+  /** The approval token from the startup options (never forwarded, never logged). */
+  private presentedApproval: string | null = null
+  /** The verified approval, once it is (recorded with a refusal too). */
+  private approval: Approval | null = null
+  /** A replication connection (startup `replication`): which kind; null for an ordinary session. */
+  private replication: ReplicationMode | null = null
   private closedPromise: Promise<void>
   private resolveClosed!: () => void
 
@@ -78,6 +91,8 @@ export class GovernedSession {
     private readonly ctx: ProxyContext,
     /** Accepted over limits.max_connections: refused with FATAL 53300 once the client has said who it is. */
     private readonly overLimit = false,
+    /** The server's handshake and session budgets (handshake-budget.ts). */
+    private readonly admission: SessionAdmission = ALWAYS_ADMIT,
   ) {
     this.config = ctx.config
     this.auditEnabled = ctx.config.audit.enabled
@@ -104,13 +119,7 @@ export class GovernedSession {
     try {
       reader = await this.negotiate(reader)
       if (this.handshakeOver) return
-      if (this.overLimit) {
-        throw new HandshakeError('rate_limited', {
-          code: SQLSTATE.tooManyConnections,
-          message: 'sorry, too many clients already',
-          hint: `pgwitness admits ${this.config.limits.maxConnections} connections at once (limits.max_connections)`,
-        })
-      }
+      if (this.overLimit) throw tooManyClients(this.config.limits.maxConnections)
       await this.authenticate(reader)
     } catch (err) {
       this.refuse(err, reader)
@@ -119,11 +128,14 @@ export class GovernedSession {
 
   /** SSLRequest / GSSENCRequest / CancelRequest, until a StartupMessage arrives. */
   private async negotiate(reader: SocketReader): Promise<SocketReader> {
+    // As PostgreSQL: each negotiation once (TLS rules out GSSAPI encryption too); a repeated request
+    // is read as a StartupMessage of an unknown protocol version (FATAL 0A000).
+    let gssDeclined = false
     for (;;) {
       const packet = decodeStartupPacket(await reader.readStartupPacket())
       switch (packet.kind) {
         case 'ssl-request': {
-          if (this.tlsInfo) throw new ProtocolViolation('SSLRequest received on an encrypted connection')
+          if (this.tlsInfo) throw unsupportedProtocol(SSL_REQUEST_CODE)
           // Bytes sent after SSLRequest but before the TLS handshake would be
           // read as if encrypted (CVE-2021-23214): refuse them.
           if (reader.buffered > 0) throw new ProtocolViolation('received unencrypted data after SSL request')
@@ -134,7 +146,8 @@ export class GovernedSession {
           continue
         }
         case 'gssenc-request':
-          if (this.tlsInfo) throw new ProtocolViolation('GSSENCRequest received on an encrypted connection')
+          if (this.tlsInfo || gssDeclined) throw unsupportedProtocol(GSSENC_REQUEST_CODE)
+          gssDeclined = true
           this.raw.write(msg.sslResponse(false))
           continue
         case 'cancel-request':
@@ -193,9 +206,10 @@ export class GovernedSession {
   private async authenticate(reader: SocketReader): Promise<void> {
     const req = this.requested!
     const cfg = this.config
-    if (req.parameters.has('replication')) {
-      throw new HandshakeError('startup_rejected', { code: SQLSTATE.featureNotSupported, message: 'replication connections are not supported through pgwitness' })
-    }
+    const taken = takeApproval(req.parameters)
+    req.parameters = taken.parameters
+    this.presentedApproval = taken.approval
+    this.replication = replicationModeOf(req.parameters.get('replication'))
     if (!this.tlsInfo && !(cfg.tls.allowPlaintextLoopback && isLoopback(this.client.address))) {
       throw new HandshakeError('tls_required', {
         code: SQLSTATE.invalidAuthorization,
@@ -206,6 +220,8 @@ export class GovernedSession {
     const { identity, rule } = await this.establishIdentity(reader)
     this.identity = identity
     if (this.handshakeOver) return
+    // A place among limits.max_connections is taken only now, by an authenticated client.
+    if (!this.admission.claimSession()) throw tooManyClients(cfg.limits.maxConnections)
 
     const sessionId = uuidv7()
     // From upstream.pool when it is enabled (a reused connection, reset and re-tagged), else a new one.
@@ -213,7 +229,10 @@ export class GovernedSession {
       role: req.user,
       database: req.database,
       password: cfg.upstream.roles[req.user]?.password ?? null,
-      parameters: startupParametersFor(req.parameters, sessionId),
+      parameters: {
+        ...startupParametersFor(req.parameters, sessionId),
+        ...(this.replication ? { replication: replicationParameter(this.replication) } : {}),
+      },
     }))
     if (this.handshakeOver) {
       upstream.socket.destroy()
@@ -226,8 +245,9 @@ export class GovernedSession {
     this.context = deepFreeze({
       proxy: this.ctx.proxy,
       connection: this.connection,
-      session: { id: sessionId, started_at: rfc3339Micros(), application_name: req.applicationName },
+      session: { id: sessionId, started_at: rfc3339Micros(), application_name: req.applicationName, ...(this.replication ? { replication: this.replication } : {}) },
       identity: identityInfo(identity, rule.name),
+      ...(this.approval ? { approval: approvalInfo(this.approval) } : {}),
       upstream: {
         host: cfg.upstream.host,
         port: cfg.upstream.port,
@@ -241,8 +261,9 @@ export class GovernedSession {
     const statements = (this.statementLog = new SessionStatements(this.context, this.ctx.audit, this.ctx.metrics, this.auditEnabled, this.ctx.intents, this.startSeq))
     this.ctx.metrics.sessionStarted(rule.name)
 
-    const key = this.ctx.cancels.register(this)
-    this.cancelId = key.processId
+    // The real backend pid (as a direct connection would see it) with a secret of the proxy's, new for every session.
+    const key = this.ctx.cancels.register(upstream.backendPid, this)
+    this.cancelPid = key.processId
     const hello = [msg.authenticationOk()]
     for (const [name, value] of upstream.parameters) hello.push(msg.parameterStatus(name, value))
     hello.push(msg.backendKeyData(key.processId, key.secretKey), msg.readyForQuery('I'))
@@ -254,8 +275,15 @@ export class GovernedSession {
       maxStatementBytes: a.maxStatementBytes,
       maxParameterBytes: a.maxParameterBytes,
       parameters: { mode: a.parameters, hmacKey: a.parameterHmacKey },
+      governedSettings: cfg.session.governedSettings,
+      unparseable: a.unparseable,
+      serverParameters: upstream.parameters,
+      statementRules: rule.statements ? new SessionStatementRules(rule.name, rule.statements, identity.claims, this.approval, req.user) : null,
+      replication: this.replication,
     }, {
       statement: (s) => statements.record(s),
+      transactionEnd: (e) => statements.transactionEnd(e),
+      nextSeq: () => statements.nextSeq(),
       end: (reason, detail) => this.ended(reason, detail),
       auditUnavailable: () => this.ctx.auditUnavailable(),
       ...statements.relayEvents(),
@@ -275,7 +303,7 @@ export class GovernedSession {
 
   /** End the session at its deadline (token expiry or session.max_duration; see lifetime.ts). */
   private scheduleLifetimeEnd(identity: WorkloadIdentity): void {
-    const d = sessionDeadline(this.config.session, identity.expiresAt)
+    const d = withApprovalDeadline(sessionDeadline(this.config.session, identity.expiresAt), this.approval?.expiresAt ?? null)
     if (d === null) return
     this.cancelLifetime = armDeadline(d.at, () => this.relay?.terminate(d.reason, new PgError({ code: SQLSTATE.invalidAuthorization, message: d.message })))
   }
@@ -289,14 +317,17 @@ export class GovernedSession {
   private async establishIdentity(reader: SocketReader): Promise<{ identity: WorkloadIdentity; rule: PolicyRule }> {
     const req = this.requested!
     const cfg = this.config
-    const request = { role: req.user, database: req.database }
+    const request = { role: req.user, database: req.database, replication: this.replication }
     if (this.certError) throw this.certError
     const cert = this.clientCert
     if (cert) {
       const certOnly = tryCertificateIdentity(cert, cfg.identity.mtls.subject)
-      const decision = certOnly && evaluateAccess(cfg.policy, certOnly, request)
-      if (certOnly && decision?.allowed) return { identity: certOnly, rule: decision.rule }
+      // An approval that does not verify for the certificate's subject: no certificate-only admission (the token decides).
+      const approval = certOnly && (await this.verifyApproval(certOnly).catch(() => undefined))
+      const decision = certOnly && approval !== undefined && evaluateAccess(cfg.policy, certOnly, request, false, approval)
+      if (certOnly && decision && decision.allowed) return { identity: certOnly, rule: decision.rule }
       this.identity = certOnly
+      this.approval = null
     }
     this.socket.write(msg.authenticationCleartextPassword())
     const m = await reader.readMessage(cfg.limits.maxTokenBytes).catch((err: unknown) => {
@@ -313,11 +344,21 @@ export class GovernedSession {
     const fromToken = await this.ctx.verifier.verifyWorkloadToken(token)
     const identity = cert ? combineTokenAndCertificate(fromToken, cert) : fromToken
     this.identity = identity
-    const decision = evaluateAccess(cfg.policy, identity, request, cert !== null && tokenIsBoundTo(fromToken, cert))
+    const approval = await this.verifyApproval(identity)
+    const decision = evaluateAccess(cfg.policy, identity, request, cert !== null && tokenIsBoundTo(fromToken, cert), approval)
     if (!decision.allowed) {
-      throw new HandshakeError(decision.reason, { code: SQLSTATE.invalidAuthorization, message: `access denied: ${decision.detail}` })
+      // As PostgreSQL refuses a walsender to a role without REPLICATION: 42501.
+      const code = decision.reason === 'replication_not_allowed' ? SQLSTATE.insufficientPrivilege : SQLSTATE.invalidAuthorization
+      throw new HandshakeError(decision.reason, { code, message: `access denied: ${decision.detail}` })
     }
     return { identity, rule: decision.rule }
+  }
+
+  /** The approval presented in the startup options, verified for `identity` (null: none presented); throws ApprovalError. */
+  private async verifyApproval(identity: WorkloadIdentity): Promise<Approval | null> {
+    if (this.presentedApproval === null) return null
+    this.approval = await this.ctx.approvals.verify(this.presentedApproval, identity.subject)
+    return this.approval
   }
 
   /** Forward a client's cancel to the upstream backend with the real key. */
@@ -339,7 +380,7 @@ export class GovernedSession {
   }
 
   private ended(reason: SessionEndReason, detail: string | null): void {
-    if (this.cancelId !== null) this.ctx.cancels.unregister(this.cancelId)
+    if (this.cancelPid !== null) this.ctx.cancels.unregister(this.cancelPid, this)
     this.cancelLifetime?.()
     const r = this.relay!
     this.ctx.metrics.relayEnded(r)
@@ -357,6 +398,7 @@ export class GovernedSession {
       statements: statements.count,
       bytesIn: r.bytesIn,
       bytesOut: r.bytesOut,
+      streamed: this.replication ? r.streamed : null,
     }))
     this.resolveClosed()
   }
@@ -364,13 +406,13 @@ export class GovernedSession {
   private finishHandshake(): void {
     if (this.handshakeTimer) clearTimeout(this.handshakeTimer)
     this.handshakeTimer = null
+    this.admission.handshakeEnded()
   }
 
   private onHandshakeTimeout(): void {
-    this.refuse(new HandshakeError('handshake_timeout', {
-      code: SQLSTATE.connectionFailure,
-      message: `the connection did not complete authentication within ${this.config.limits.handshakeTimeoutMs} ms`,
-    }), null)
+    const message = `the connection did not complete authentication within ${this.config.limits.handshakeTimeoutMs} ms`
+    // No complete StartupMessage yet: PostgreSQL's authentication_timeout closes without a word then.
+    this.refuse(this.requested === null ? new SilentHandshakeTimeout(message) : new HandshakeError('handshake_timeout', { code: SQLSTATE.connectionFailure, message }), null)
   }
 
   /** Refuse the connection during the handshake: tell the client, record the failure, close. */
@@ -399,12 +441,13 @@ export class GovernedSession {
     // A connection that closed before saying who it wants to be (a TCP probe) is not an auth attempt.
     if (failure.record && this.requested !== null) {
       this.ctx.metrics.authFailure(failure.record.reason)
-      this.ctx.audit.append(authFailureRecord(this.ctx.proxy, this.connection, {
+      this.ctx.authFailures.record(authFailureRecord(this.ctx.proxy, this.connection, {
         method: this.credentialPresented ? (this.clientCert ? 'jwt+mtls' : 'jwt') : this.identity?.method ?? (this.clientCert || this.certError ? 'mtls' : 'none'),
         reason: failure.record.reason,
         detail: failure.record.detail,
         requested: { user: this.requested.user, database: this.requested.database, application_name: this.requested.applicationName },
         identity: this.identity ? identityInfo(this.identity, null) : failure.record.partial,
+        ...refusedApproval(this.approval, err),
       }))
     } else if (failure.record) {
       this.ctx.log.info({ connection: this.connectionId, reason: failure.record.reason, detail: failure.record.detail }, 'connection refused before startup')
@@ -419,10 +462,26 @@ function classifyFailure(err: unknown): {
   if (err instanceof IdentityError) return { tell: err, record: { reason: err.reason, detail: err.message, partial: err.partialIdentity } }
   if (err instanceof HandshakeError) return { tell: err, record: { reason: err.reason, detail: err.message, partial: null } }
   if (err instanceof UpstreamError) return { tell: err, record: { reason: err.reason, detail: err.message, partial: null } }
+  if (err instanceof SilentProtocolViolation) return { tell: null, record: { reason: 'protocol_violation', detail: err.message, partial: null } }
+  if (err instanceof SilentHandshakeTimeout) return { tell: null, record: { reason: 'handshake_timeout', detail: err.message, partial: null } }
   if (err instanceof ProtocolViolation) return { tell: err, record: { reason: 'protocol_violation', detail: err.message, partial: null } }
   if (err instanceof ClientGone) return { tell: null, record: { reason: 'token_missing', detail: err.message, partial: null } }
   const e = new PgError({ code: SQLSTATE.internalError, message: 'internal error during authentication' })
   return { tell: e, record: { reason: 'startup_rejected', detail: `internal error: ${(err as Error)?.message ?? String(err)}`, partial: null } }
+}
+
+/** The handshake timed out before a StartupMessage: closed without an answer, as PostgreSQL does. */
+class SilentHandshakeTimeout extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = 'SilentHandshakeTimeout'
+  }
+}
+
+/** The approval a refused session presented, when it was verified (it was not bound, or out of scope). */
+function refusedApproval(verified: Approval | null, err: unknown): { approval?: ApprovalInfo } {
+  const info = verified ? approvalInfo(verified) : err instanceof ApprovalError ? err.approval : null
+  return info ? { approval: info } : {}
 }
 
 function tryCertificateIdentity(cert: ClientCertificate, subject: 'spiffe' | 'cn'): WorkloadIdentity | null {

@@ -1,5 +1,5 @@
-import type { AuthFailureReason } from '../audit/types.js'
-import { PgError } from '../protocol/errors.js'
+import type { AuthFailureReason } from '../evidence/types.js'
+import { PgError, SQLSTATE } from '../protocol/errors.js'
 
 /** A refusal during the handshake: what the client is told (FATAL) and the audit reason code. */
 export class HandshakeError extends PgError {
@@ -7,4 +7,13 @@ export class HandshakeError extends PgError {
     super({ severity: 'FATAL', ...fields })
     this.name = 'HandshakeError'
   }
+}
+
+/** limits.max_connections is reached: refused as a full PostgreSQL refuses (FATAL 53300), recorded as rate_limited. */
+export function tooManyClients(maxConnections: number): HandshakeError {
+  return new HandshakeError('rate_limited', {
+    code: SQLSTATE.tooManyConnections,
+    message: 'sorry, too many clients already',
+    hint: `pgwitness admits ${maxConnections} sessions at once (limits.max_connections)`,
+  })
 }

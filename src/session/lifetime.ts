@@ -4,7 +4,7 @@
  * it would outlive the grant). Config may let it outlive the token, up to
  * session.max_duration.
  */
-import type { SessionEndReason } from '../audit/types.js'
+import type { SessionEndReason } from '../evidence/types.js'
 import type { SessionLifetimeConfig } from '../config/types.js'
 
 export interface SessionDeadline {
@@ -29,6 +29,16 @@ export function sessionDeadline(lifetime: SessionLifetimeConfig, tokenExpiresAt:
     }
   }
   return deadline
+}
+
+/**
+ * The earlier of a session's deadline and its approval's expiry (epoch s,
+ * null: no approval). An approval is time-boxed elevation: the session it
+ * admitted ends with it, whatever session.outlive_token says.
+ */
+export function withApprovalDeadline(deadline: SessionDeadline | null, approvalExpiresAt: number | null): SessionDeadline | null {
+  if (approvalExpiresAt === null || (deadline !== null && deadline.at <= approvalExpiresAt * 1000)) return deadline
+  return { at: approvalExpiresAt * 1000, reason: 'approval_expired', message: 'the session ended because its approval expired; reconnect with a new approval' }
 }
 
 /** Call `end` at the deadline (setTimeout holds at most ~24.8 days: longer waits re-arm). Returns a cancel function. */

@@ -1,12 +1,18 @@
 import type { Duplex } from 'node:stream'
-import type { SessionEndReason } from '../audit/types.js'
-import type { ParameterPolicy } from '../audit/parameters.js'
+import type { SessionEndReason } from '../evidence/types.js'
+import type { ParameterPolicy } from '../evidence/parameters.js'
+import type { GovernedSettingsMode } from '../config/types.js'
 import { errorResponseFromPgError } from '../protocol/backend-messages.js'
 import { decodeErrorFields } from '../protocol/backend-fields.js'
 import { PgError, ProtocolViolation, SQLSTATE } from '../protocol/errors.js'
 import { BodyMode, MessageStream, type MessageHandler } from '../protocol/message-stream.js'
-import { StatementTracker, type ForwardedStatement, type ObservedStatement } from './statement-tracker.js'
+import { StatementTracker, type ForwardedStatement, type ObservedStatement, type TransactionEnd } from './statement-tracker.js'
 import { AuditUnavailable, FrontendObserver } from './frontend-observer.js'
+import { ClientTextSettings } from './client-text-settings.js'
+import type { SessionStatementRules } from '../policy/statement-rules.js'
+import type { ReplicationMode } from '../config/types.js'
+import type { StreamedCounts } from '../evidence/types.js'
+import { StreamCounter } from '../replication/stream-counts.js'
 
 export { AuditUnavailable, denialStatement } from './frontend-observer.js'
 
@@ -16,10 +22,24 @@ export interface RelayOptions {
   maxStatementBytes: number
   maxParameterBytes: number
   parameters: ParameterPolicy
+  /** session.governed_settings: `refuse` replaces statements changing application_name/pgwitness.* with a refusal. */
+  governedSettings: GovernedSettingsMode
+  /** audit.unparseable */
+  unparseable: 'forward' | 'refuse'
+  /** The upstream's ParameterStatus values at connect (client_encoding, standard_conforming_strings...). */
+  serverParameters?: Iterable<readonly [string, string]>
+  /** The admitting policy rule's statement rules, bound to the session's identity; null: none. */
+  statementRules?: SessionStatementRules | null
+  /** A replication connection: replication commands are recognised and recorded as such (src/replication). */
+  replication?: ReplicationMode | null
 }
 
 export interface RelayEvents {
   statement(s: ObservedStatement): void
+  /** An implicit or explicit transaction ended. */
+  transactionEnd?(e: TransactionEnd): void
+  /** statement.seq numbers of the session (default: the tracker counts by itself). */
+  nextSeq?(): number
   /** Strict durability: a statement is about to be forwarded (see StatementTracker onIntent). */
   intent?(key: number, s: ForwardedStatement): void
   /** A statement given an intent will not run (the server skipped it). */
@@ -43,6 +63,8 @@ const HELD_LIMIT = 256 * 1024
 const BACKEND_ERROR = 0x45
 const BACKEND_COMMAND_COMPLETE = 0x43
 const BACKEND_READY = 0x5a
+const BACKEND_PARAMETER_STATUS = 0x53
+const COPY_DATA = 0x64
 
 
 /** Terminate message, sent upstream when the client vanishes without one. */
@@ -59,6 +81,8 @@ const TERMINATE = Buffer.from([0x58, 0, 0, 0, 4])
 export class Relay {
   bytesIn = 0
   bytesOut = 0
+  /** CopyData relayed each way (both directions counted from message headers). */
+  private readonly copyData = new StreamCounter()
   private readonly tracker: StatementTracker
   /** Decodes and observes what the client sends, and frames what goes upstream. */
   private readonly frontend: FrontendObserver
@@ -81,9 +105,12 @@ export class Relay {
     this.tracker = new StatementTracker({
       maxStatementBytes: opts.maxStatementBytes,
       onStatement: (s) => events.statement(s),
+      onTransactionEnd: (e) => events.transactionEnd?.(e),
+      ...(events.nextSeq ? { nextSeq: () => events.nextSeq!() } : {}),
+      textSettings: () => this.frontend.textSettings.key,
       ...(events.intent ? { onIntent: (k: number, s: ForwardedStatement) => events.intent!(k, s), onSkipped: (k: number) => events.skipped?.(k) } : {}),
     })
-    this.frontend = new FrontendObserver(this.tracker, opts, events)
+    this.frontend = new FrontendObserver(this.tracker, opts, events, new ClientTextSettings(opts.serverParameters), this.copyData)
     this.fromClient = new MessageStream(this.frontend, opts.maxMessageBytes, 'client')
     this.fromServer = new MessageStream(this.backendHandler(), 0x7fffffff, 'server')
   }
@@ -108,6 +135,11 @@ export class Relay {
     if (pending.length > 0) this.clientData(pending)
   }
 
+  /** CopyData messages and payload bytes relayed each way so far. */
+  get streamed(): StreamedCounts {
+    return this.copyData.counts
+  }
+
   /** A statement is in flight (sent, its end not yet seen). */
   get busy(): boolean {
     return this.tracker.pending > 0
@@ -119,7 +151,8 @@ export class Relay {
   }
 
   private clientData(chunk: Buffer): void {
-    if (this.ended) return
+    // After the client's Terminate nothing it sends is read (PostgreSQL's backend exits on Terminate).
+    if (this.ended || this.frontend.clientTerminated) return
     if (this.gated) {
       this.held.push(chunk)
       this.heldBytes += chunk.length
@@ -134,7 +167,8 @@ export class Relay {
     try {
       this.fromClient.push(chunk)
     } catch (err) {
-      violation = err instanceof PgError ? err : new ProtocolViolation(String(err))
+      // Whatever stops the framing behind the client's Terminate (FrontendObserver.header, a bad length word) is ignored.
+      if (!this.frontend.clientTerminated) violation = err instanceof PgError ? err : new ProtocolViolation(String(err))
     }
     const out = this.frontend.out.take()
     const gate = this.events.beforeForward?.() ?? null
@@ -180,6 +214,8 @@ export class Relay {
     }
     this.upstreamFull = !ok
     if (!ok) this.client.pause()
+    const answers = this.frontend.answersHere()
+    if (answers !== null && !this.client.write(answers)) this.upstream.pause()
     if (violation) this.fail(violation instanceof AuditUnavailable ? 'audit_unavailable' : 'protocol_violation', violation)
   }
 
@@ -220,7 +256,8 @@ export class Relay {
 
   private fail(reason: SessionEndReason, err: PgError): void {
     if (this.ended) return
-    if (!this.client.destroyed && this.client.writable) this.client.end(errorResponseFromPgError(err))
+    // A client that sent Terminate is told nothing more (PostgreSQL sends nothing after it).
+    if (!this.frontend.clientTerminated && !this.client.destroyed && this.client.writable) this.client.end(errorResponseFromPgError(err))
     this.finish(reason, err.message)
   }
 
@@ -261,19 +298,39 @@ export class Relay {
     this.events.end(reason, detail)
   }
 
+  /**
+   * A ParameterStatus from the server: a setting changed (by a SET, a
+   * function, a RESET...). How the server reads the client's text depends on
+   * client_encoding and standard_conforming_strings, so they are followed here.
+   */
+  parameterStatus(name: string, value: string): void {
+    this.frontend.textSettings.parameterStatus(name, value)
+  }
+
   // ---- observation (the client's messages: FrontendObserver) -------------
 
   private backendHandler(): MessageHandler {
     const t = this.tracker
     return {
-      header: (type) =>
-        type === BACKEND_ERROR || type === BACKEND_COMMAND_COMPLETE || type === BACKEND_READY ? BodyMode.Capture : BodyMode.Skip,
+      header: (type, len) =>
+        type === COPY_DATA ? (this.copyData.server(len), BodyMode.Skip) : type === BACKEND_ERROR || type === BACKEND_COMMAND_COMPLETE || type === BACKEND_READY || type === BACKEND_PARAMETER_STATUS
+          ? BodyMode.Capture
+          : BodyMode.Skip,
       message: (type, body) => {
         if (type === BACKEND_ERROR) t.error(decodeErrorFields(body))
+        else if (type === BACKEND_PARAMETER_STATUS) this.backendParameterStatus(body)
         else t.backend(type, body)
       },
       piece: () => undefined,
       end: (type) => t.backend(type, null),
     }
+  }
+
+  /** ParameterStatus body: name NUL value NUL (server-encoded; the names and values that matter here are ASCII). */
+  private backendParameterStatus(body: Buffer): void {
+    const z = body.indexOf(0)
+    if (z < 0) return
+    const end = body.indexOf(0, z + 1)
+    this.parameterStatus(body.toString('utf8', 0, z), body.toString('utf8', z + 1, end < 0 ? body.length : end))
   }
 }

@@ -41,12 +41,23 @@ export class SocketReader {
     return this.ended instanceof ClientGone
   }
 
-  /** The next length-prefixed startup-phase packet (SSLRequest, StartupMessage, CancelRequest …). */
+  /**
+   * The next length-prefixed startup-phase packet (SSLRequest, StartupMessage, CancelRequest …).
+   * What arrived is judged before a flood or the client's leaving: an
+   * impossible length word is refused as PostgreSQL does (silently), and a
+   * complete packet is returned (a CancelRequest sent with a half-close).
+   */
   async readStartupPacket(): Promise<Buffer> {
     for (;;) {
       const len = startupPacketLength(this.buf)
       if (len !== null && this.buf.length >= len) return this.take(len)
-      await this.more()
+      try {
+        await this.more()
+      } catch (err) {
+        const now = startupPacketLength(this.buf)
+        if (now !== null && this.buf.length >= now) return this.take(now)
+        throw err
+      }
     }
   }
 

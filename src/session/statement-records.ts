@@ -6,18 +6,21 @@
  * The outcome's record carries the intent's id, so recovery after a crash
  * can tell which forwarded statements were recorded.
  */
-import type { IntentJournal, StatementIntent } from '../audit/intent-journal.js'
-import type { AuditSink } from '../audit/log.js'
-import { statementRecord, type SessionContext } from '../audit/records.js'
-import type { StatementRecord, Unchained } from '../audit/types.js'
+import type { IntentJournal, StatementIntent } from '../ledger/intent-journal.js'
+import type { AuditSink } from '../ledger/log.js'
+import { statementRecord, transactionEndRecord, type SessionContext } from '../evidence/records.js'
+import type { StatementPolicyInfo, StatementRecord, Unchained } from '../evidence/types.js'
 import type { ProxyMetrics } from '../metrics/registry.js'
 import { SQLSTATE } from '../protocol/errors.js'
 import { rfc3339Micros } from '../util/time.js'
 import type { RelayEvents } from './relay.js'
-import type { ObservedStatement } from './statement-tracker.js'
+import type { ObservedStatement, TransactionEnd } from './statement-tracker.js'
 
 /** outcome.message of a statement forwarded whose end the proxy never saw. */
 const OUTCOME_UNSEEN = 'pgwitness did not see this statement end (the session or the proxy stopped first); it was forwarded to the server at outcome.started_at'
+
+/** statement.transaction of a statement whose outcome was never seen (a recovered intent). */
+const UNOBSERVED_TRANSACTION = { number: 0, kind: 'unknown' } as const
 
 export class SessionStatements {
   /** Statements recorded so far (statement.seq of the last). */
@@ -41,12 +44,22 @@ export class SessionStatements {
     private readonly startSeq: number,
   ) {}
 
+  /** The next statement.seq (the tracker's statements and the ones recorded here share one sequence). */
+  nextSeq(): number {
+    return ++this.count
+  }
+
+  private countRuleHits(p: StatementPolicyInfo): void {
+    if (p.denied_by) this.metrics.statementRule(p.denied_by.rule, p.denied_by.statement_rule, true)
+    for (const h of p.would_deny ?? []) this.metrics.statementRule(h.rule, h.statement_rule, false)
+  }
+
   /** A statement's outcome, from the relay. */
   record(s: ObservedStatement): void {
-    this.count++
     this.metrics.statement(s.classes, s.status, s.durationUs)
+    if (s.policy !== null) this.countRuleHits(s.policy)
     if (!this.recording) return
-    const rec = statementRecord(this.context, this.count, s)
+    const rec = statementRecord(this.context, s)
     const intent = s.key > 0 ? this.intents.get(s.key) : undefined
     if (intent === undefined) {
       this.audit.append(rec)
@@ -57,14 +70,21 @@ export class SessionStatements {
     this.journal!.resolve(intent.id, this.audit.append(rec))
   }
 
+  /** A transaction ended, from the relay. */
+  transactionEnd(e: TransactionEnd): void {
+    if (this.recording) this.audit.append(transactionEndRecord(this.context, e))
+  }
+
   /** The relay events of strict durability (none without a journal). */
   relayEvents(): Pick<RelayEvents, 'intent' | 'skipped' | 'beforeForward'> {
     const journal = this.journal
     if (journal === null || !this.recording) return {}
     return {
       intent: (key, s) => {
-        const rec = statementRecord(this.context, this.count + this.intents.size + 1, {
-          ...s, status: 'unknown', commandTag: null, rows: null, sqlstate: null, message: OUTCOME_UNSEEN, durationUs: null,
+        // Its place in the session is not known before the server answers: seq and transaction are predictions.
+        const rec = statementRecord(this.context, {
+          ...s, seq: this.count + this.intents.size + 1, inTransaction: false, transaction: UNOBSERVED_TRANSACTION,
+          status: 'unknown', commandTag: null, rows: null, suspended: false, portalRows: null, sqlstate: null, message: OUTCOME_UNSEEN, durationUs: null,
         })
         const intent: StatementIntent = { id: rec.id, afterSeq: this.startSeq, record: rec }
         this.intents.set(key, intent)

@@ -3,42 +3,42 @@
  * between its request and its response, and the pure rules that turn a
  * server's answer into the statement's recorded outcome.
  */
-import type { OutcomeStatus, StatementInfo } from '../audit/types.js'
-import type { SplitStatement } from '../audit/split.js'
+import type { ObservedStatement } from '../evidence/observed.js'
+import type { OutcomeStatus, StatementInfo, StatementPolicyInfo } from '../evidence/types.js'
+import type { SplitStatement, TextOrigin } from '../classify/split.js'
 import { decodeUtf8Prefix } from '../util/utf8.js'
 
-export interface ObservedStatement {
-  /**
-   * Intent key (strict durability): the number the statement got when it was
-   * forwarded (onIntent), 0 when intents are off or for outcomes that are
-   * not a forwarded execution (a Parse or Bind refused, an implicit COMMIT).
-   */
-  key: number
-  protocol: StatementInfo['protocol']
-  text: string | null
-  textTruncated: boolean
-  parameters: StatementInfo['parameters']
-  preparedName: string | null
-  portal: string | null
-  functionOid: number | null
-  command: string
-  classes: readonly string[]
-  objects: StatementInfo['objects']
-  /** Parse tree node of the statement (for statement rules), if parsed. */
-  node: Record<string, unknown> | null
-  inTransaction: boolean
-  status: OutcomeStatus
-  commandTag: string | null
-  rows: number | null
-  sqlstate: string | null
-  message: string | null
-  startedAtUs: number
-  durationUs: number | null
-}
+export type { ObservedStatement }
+
+/** The parts of an ObservedStatement known before the server answers. */
+export type StatementBase = Pick<ObservedStatement,
+  'key' | 'protocol' | 'text' | 'textTruncated' | 'parameters' | 'preparedName' | 'portal' | 'functionOid' |
+  'command' | 'classes' | 'objects' | 'node' | 'split' | 'governedSettingChanged' | 'textOrigin' | 'policy' | 'startedAtUs'>
+
+/** A statement as it is when forwarded: everything but its outcome and its place in the session. */
+export type ForwardedStatement = StatementBase
 
 export interface BackendError {
   code: string
   message: string
+}
+
+/**
+ * How a Query or Parse text was sent: the proxy's refusal, when it refused
+ * it; its origin (encoding, raw bytes); a way to read it again (Rereadable);
+ * and the statement rules' verdicts, one per statement of its split.
+ */
+export interface SentText {
+  denial?: Denial | null
+  origin?: TextOrigin | undefined
+  reread?: RereadableText | null
+  policies?: ReadonlyArray<StatementPolicyInfo | null> | null
+  /**
+   * The Query is this replication command (src/replication/commands.ts):
+   * one statement, whatever number of results the walsender sends for it
+   * (BASE_BACKUP sends several result sets before its own CommandComplete).
+   */
+  replication?: SplitStatement | undefined
 }
 
 /** Why the proxy refused a statement (a refusal raising `code` went upstream instead of it). */
@@ -47,76 +47,26 @@ export interface Denial {
   reason: string
 }
 
-/** A statement as it is when forwarded: everything but its outcome. */
-export type ForwardedStatement = Open['base']
-
-/** A statement prepared by a Parse, under its name. */
+/** A statement prepared by a Parse, under its name (server-accepted once in ProtocolState). */
 export interface Prepared {
   name: string
+  /** The whole text of the Parse (capped), exactly as sent. */
   text: string
   truncated: boolean
+  /** How the text is described: its one statement, or UNKNOWN (several statements, unparseable). */
   split: SplitStatement
   /** Why the proxy refused this statement (it was replaced upstream by a refusal), or null. */
   denial: Denial | null
 }
 
+/** A portal the server created (BindComplete): a snapshot of the statement it runs. */
 export interface Portal {
   name: string
   stmt: Prepared
   parameters: StatementInfo['parameters']
-  /**
-   * The portal's statement while it runs: one statement even when the client
-   * pipelines several row-limited Executes of it.
-   */
-  open: Open | null
-  /** The last Execute stopped at its row limit (PortalSuspended). */
-  suspended: boolean
-}
-
-/** A statement whose outcome has not been seen yet. */
-export interface Open {
-  base: Omit<ObservedStatement, 'status' | 'commandTag' | 'rows' | 'sqlstate' | 'message' | 'durationUs'>
+  /** Executes of this portal so far, and the rows they returned (for the total on the last). */
+  executions: number
   rows: number
-}
-
-/** One answer the tracker waits for, in the order the server sends them. */
-export type Expect =
-  | { kind: 'query'; statements: readonly SplitStatement[]; text: string; truncated: boolean; index: number; current: Open | null; failed: boolean; denial: Denial | null; keyBase: number }
-  | { kind: 'parse'; stmt: Prepared; sentAt: number }
-  | { kind: 'bind'; portal: Portal; sentAt: number }
-  | { kind: 'execute'; portal: Portal; open: Open }
-  | { kind: 'function'; open: Open }
-  | { kind: 'describe'; target: 'S' | 'P' }
-  | { kind: 'close' }
-  | { kind: 'sync' }
-
-/**
- * Rows returned or affected. The tag is authoritative, except for a portal
- * run in several Executes (row limit) whose final tag counts only the last
- * batch: there the DataRows we counted are the total.
- */
-export function rowsOf(tag: string | null, counted: number, status: OutcomeStatus): number | null {
-  const fromTag = tag === null ? null : rowsOfTag(tag)
-  if (fromTag !== null) return Math.max(fromTag, counted)
-  return status === 'ok' && counted > 0 ? counted : null
-}
-
-export function denialOf(e: Expect): Denial | null {
-  switch (e.kind) {
-    case 'query':
-      return e.denial
-    case 'execute':
-    case 'bind':
-      return e.portal.stmt.denial
-    case 'parse':
-      return e.stmt.denial
-    default:
-      return null
-  }
-}
-
-export function statusOf(err: BackendError): OutcomeStatus {
-  return err.code === '57014' ? 'cancelled' : 'error'
 }
 
 /** Rows from a CommandComplete tag: "INSERT 0 5" → 5, "SELECT 3" → 3, "CREATE TABLE" → null. */
@@ -136,6 +86,22 @@ export function rowsOfTag(tag: string): number | null {
   }
 }
 
+/** The command a tag names: "INSERT 0 5" → INSERT, "SELECT 3" → SELECT, "CREATE TABLE" → CREATE TABLE. */
+export function commandOfTag(tag: string): string {
+  return tag.replace(/( \d+)+$/, '')
+}
+
+/** Rows returned or affected: the tag's count where it has one, else the DataRows counted. */
+export function rowsOf(tag: string | null, counted: number, status: OutcomeStatus): number | null {
+  const fromTag = tag === null ? null : rowsOfTag(tag)
+  if (fromTag !== null) return Math.max(fromTag, counted)
+  return (status === 'ok' && counted > 0) ? counted : null
+}
+
+export function statusOf(err: BackendError): OutcomeStatus {
+  return err.code === '57014' ? 'cancelled' : 'error'
+}
+
 /** The NUL-terminated string a body starts with (a CommandComplete tag). */
 export function cstring(body: Buffer): string {
   const end = body.indexOf(0)
@@ -147,3 +113,17 @@ export function capText(text: string, maxBytes: number): { text: string; truncat
   if (text.length * 3 <= maxBytes || Buffer.byteLength(text) <= maxBytes) return { text, truncated: false }
   return { text: decodeUtf8Prefix(Buffer.from(text, 'utf8'), 0, maxBytes), truncated: true }
 }
+
+/**
+ * Something read from the client's bytes (a Query or Parse text, a Bind's
+ * text parameters) whose reading depends on the session's client_encoding or
+ * standard_conforming_strings (non-ASCII bytes, a backslash): the settings it
+ * was read under, and how to read it again under the settings then in force.
+ */
+export interface Rereadable<T> {
+  readUnder: string
+  again: () => T
+}
+
+export type RereadableText = Rereadable<{ text: string; origin: TextOrigin | undefined }>
+export type RereadableParameters = Rereadable<StatementInfo['parameters']>

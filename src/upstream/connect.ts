@@ -65,6 +65,17 @@ const SESSION_ID_QUERY =
  * appear in errors.
  */
 export async function connectUpstream(cfg: UpstreamConfig, login: UpstreamLogin): Promise<UpstreamConnection> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await connectOnce(cfg, login)
+    } catch (err) {
+      // A physical walsender whose start second is not known for sure (see physicalSessionId): connect again.
+      if (!(err instanceof AmbiguousStart) || attempt >= 3) throw err instanceof AmbiguousStart ? new UpstreamError('upstream_rejected', { code: SQLSTATE.connectionFailure, message: err.message }) : err
+    }
+  }
+}
+
+async function connectOnce(cfg: UpstreamConfig, login: UpstreamLogin): Promise<UpstreamConnection> {
   const clientCert = login.clientCert !== undefined ? login.clientCert : roleClientCert(cfg, login.role)
   if (clientCert && cfg.tls.mode === 'disable') {
     // The config loader refuses this; a hand-built config must not silently skip the certificate.
@@ -76,15 +87,16 @@ export async function connectUpstream(cfg: UpstreamConfig, login: UpstreamLogin)
   let socket: net.Socket | tls.TLSSocket | null = null
   const timer = setTimeout(() => socket?.destroy(new Error(`timed out after ${cfg.connectTimeoutMs} ms`)), cfg.connectTimeoutMs)
   try {
+    const openedAtMs = Date.now()
     socket = await openSocket(cfg, (s) => (socket = s))
     socket.setNoDelay(true)
     if (cfg.tls.mode !== 'disable') socket = await startTls(socket, cfg, clientCert ? { role: login.role, cert: clientCert } : null)
-    const conn = await authenticate(socket, cfg, login, clientCert !== null)
+    const conn = await authenticate(socket, cfg, login, clientCert !== null, openedAtMs)
     socket.setKeepAlive(true, 60_000)
     return conn
   } catch (err) {
     socket?.destroy()
-    if (err instanceof UpstreamError) throw err
+    if (err instanceof UpstreamError || err instanceof AmbiguousStart) throw err
     if (clientCert && isCertificateAlert(err)) {
       // The server's TLS layer refused the certificate (untrusted, expired, …).
       // With TLS 1.3 its alert arrives after the client considers the handshake
@@ -191,6 +203,7 @@ function authenticate(
   cfg: UpstreamConfig,
   login: UpstreamLogin,
   presentedCert: boolean,
+  openedAtMs: number,
 ): Promise<UpstreamConnection> {
   return new Promise((resolve, reject) => {
     const parser = new Parser()
@@ -276,7 +289,11 @@ function authenticate(
           return
         }
         case 'readyForQuery':
-          if (phase === 'auth') {
+          if (phase === 'auth' && login.parameters['replication'] === 'true') {
+            done = true
+            cleanup()
+            resolve({ socket, backendPid, secretKey, parameters, serverSessionId: physicalSessionId(openedAtMs, backendPid), tls: socket instanceof tls.TLSSocket })
+          } else if (phase === 'auth') {
             phase = 'sessionid'
             socket.write(serialize.query(SESSION_ID_QUERY))
           } else if (phase === 'sessionid') {
@@ -345,6 +362,20 @@ function authenticate(
     socket.write(startupMessage({ ...login.parameters, user: login.role, database: login.database }))
   })
 }
+
+/**
+ * A physical walsender runs no SQL, so its %c (hex(backend start second).hex(pid))
+ * is derived: the backend started after the proxy began to connect and before
+ * it answered, so when both fall in the same second that second is its start
+ * (on the proxy's clock: exact when it agrees with the server's).
+ */
+function physicalSessionId(openedAtMs: number, backendPid: number): string {
+  const start = Math.floor(openedAtMs / 1000)
+  if (Math.floor(Date.now() / 1000) !== start) throw new AmbiguousStart('the upstream walsender\'s start second could not be determined')
+  return `${start.toString(16)}.${backendPid.toString(16)}`
+}
+
+class AmbiguousStart extends Error {}
 
 /** Forward a cancel request for an upstream backend on a new connection (TLS when the upstream uses it). */
 export async function sendUpstreamCancel(cfg: UpstreamConfig, backendPid: number, secretKey: number): Promise<void> {

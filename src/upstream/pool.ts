@@ -61,6 +61,8 @@ export function upstreamPool(host: PoolHost): UpstreamPool {
  * settings (application_name with its tag, pgwitness.session_id).
  */
 export function openUpstream(host: PoolHost, cfg: UpstreamConfig, login: UpstreamLogin): Promise<UpstreamConnection> {
+  // A walsender is never reused: it cannot be reset, and runs no SQL when physical.
+  if (login.parameters['replication'] !== undefined) return connectUpstream(cfg, login)
   if (!cfg.pool?.enabled || !host.config.upstream.pool?.enabled) {
     // Pooling was turned off by a reload: close what the pool still holds.
     pools.get(host)?.recheck(host.config.upstream)

@@ -1,8 +1,11 @@
 /**
- * Item 8 (Cancel): clients get a BackendKeyData issued by the proxy; a
- * CancelRequest naming it — on a new plaintext connection (libpq,
- * node-postgres) or over TLS (postgres.js) — is forwarded upstream with the
- * real key; an unknown key or a wrong secret does nothing.
+ * Item 8 (Cancel), issue 12 item 6: clients get a BackendKeyData with the
+ * upstream backend's real pid (so pg_backend_pid(), a notification's sender
+ * pid and pg_terminate_backend(pid) agree with it, as when connected
+ * directly) and a secret minted by the proxy; a CancelRequest naming that
+ * (pid, secret) — on a new plaintext connection (libpq, node-postgres) or
+ * over TLS (postgres.js) — is forwarded upstream with the server's real
+ * secret; an unknown pid or a wrong secret does nothing.
  */
 import t from 'tap'
 import { spawn } from 'node:child_process'
@@ -11,6 +14,7 @@ import tls from 'node:tls'
 import { rmSync } from 'node:fs'
 import pg from 'pg'
 import { startFixture, type Fixture } from '../helpers/proxy.js'
+import { WireClient } from '../helpers/wire.js'
 import { readValidAuditLog, recordsOfType, waitForRecords, type RecordOfType } from '../helpers/audit.js'
 
 const f: Fixture = await startFixture()
@@ -102,20 +106,79 @@ async function statementRecord(sessionPid: number, text: string): Promise<Record
   return recs.filter(match)[0] as RecordOfType<'statement'>
 }
 
-t.test('the BackendKeyData the client receives is issued by the proxy, not the server', async (t) => {
+t.test('BackendKeyData carries the backend\'s real pid (as pg_backend_pid() says) and a secret of the proxy\'s', async (t) => {
   const a = await f.client()
   const b = await f.client()
-  const pidA = await backendPid(a)
   const ka = keyOf(a)
   const kb = keyOf(b)
-  t.not(ka.pid, pidA, 'the client-visible pid is not pg_backend_pid()')
-  const pids = (await f.pg.query('select pid from pg_stat_activity')).map((r) => r.pid as number)
-  t.notOk(pids.includes(ka.pid), 'nor any server process id')
-  t.notOk(pids.includes(kb.pid))
-  t.not(ka.pid, kb.pid, 'each session has its own key')
-  t.ok(ka.pid > 0 && kb.pid > 0, 'positive, like a pid')
+  t.equal(ka.pid, await backendPid(a), 'the client-visible pid is pg_backend_pid()')
+  t.equal(kb.pid, await backendPid(b))
+  t.not(ka.pid, kb.pid, 'each session its own backend')
+  t.not(ka.secret, kb.secret, 'each session its own secret')
   await a.end()
   await b.end()
+})
+
+t.test('raw client: BackendKeyData pid = pg_backend_pid(); LISTEN x; NOTIFY x gives a notification from that pid', async (t) => {
+  const c = await WireClient.connect({ port: f.proxy.port, token: await f.token() })
+  const pid = c.backendKey!.processID
+  const rows = (await c.query('select pg_backend_pid()')).filter((m) => m.name === 'dataRow')
+  t.same(rows.map((m) => Number(m.fields![0])), [pid], 'pg_backend_pid() is the BackendKeyData process id')
+  const msgs = await c.query('LISTEN pgw_key; NOTIFY pgw_key, \'hello\'')
+  const n = msgs.find((m) => m.name === 'notification') as { processId?: number; channel?: string; payload?: string } | undefined
+  t.ok(n, 'a NotificationResponse')
+  t.equal(n?.channel, 'pgw_key')
+  t.equal(n?.payload, 'hello')
+  t.equal(n?.processId, pid, 'the notifying process is the one named in BackendKeyData')
+  await c.end()
+})
+
+t.test('node-postgres: a notification\'s processId is the client\'s processID, from the same session and from another', async (t) => {
+  const a = await f.client()
+  const b = await f.client()
+  const got: Array<{ processId: number; payload?: string }> = []
+  const two = new Promise<void>((resolve) => a.on('notification', (m) => {
+    got.push({ processId: m.processId, payload: m.payload })
+    if (got.length === 2) resolve()
+  }))
+  await a.query('LISTEN pgw_pids')
+  await a.query("NOTIFY pgw_pids, 'self'")
+  await b.query("NOTIFY pgw_pids, 'other'")
+  await two
+  t.same(got, [{ processId: keyOf(a).pid, payload: 'self' }, { processId: keyOf(b).pid, payload: 'other' }])
+  await a.end()
+  await b.end()
+})
+
+t.test('pg_terminate_backend(pid) with the pid a client was given, or pg_backend_pid(), behaves as direct', async (t) => {
+  // Direct, for comparison: what the terminated client sees.
+  const direct = (): Promise<pg.Client> => {
+    const c = new pg.Client({ host: '127.0.0.1', port: f.pg.port, user: 'app', database: 'appdb', password: f.appPassword })
+    c.on('error', () => undefined)
+    return c.connect().then(() => c)
+  }
+  // The victim runs a statement when it is terminated, so the FATAL comes back as that statement's error.
+  const outcome = async (victim: pg.Client, killer: pg.Client, how: 'other' | 'self') => {
+    const fail = (e: PgErr) => `${e.code} ${e.message}`
+    if (how === 'self') return { ok: true, after: await victim.query('select pg_terminate_backend(pg_backend_pid())').then(() => 'still alive', fail) }
+    const realPid = await backendPid(victim)
+    const running = victim.query('select pg_sleep(60)').then(() => 'still alive', fail)
+    await waitUntilSleeping(realPid)
+    const given = (victim as unknown as { processID: number }).processID
+    const ok = (await killer.query<{ ok: boolean }>('select pg_terminate_backend($1) as ok', [given])).rows[0]!.ok
+    if (!ok) await f.pg.query('select pg_cancel_backend($1)', [realPid]) // do not wait a minute for a failing test
+    return { ok, after: await running }
+  }
+  for (const how of ['other', 'self'] as const) {
+    const viaDirect = await outcome(await direct(), await direct(), how)
+    const victim = await f.client()
+    const vpid = await backendPid(victim)
+    const viaProxy = await outcome(victim, await f.client(), how)
+    t.same(viaProxy, viaDirect, `${how}: as direct (${JSON.stringify(viaDirect)})`)
+    t.match(viaProxy.after, /^57P01 terminating connection due to administrator command/)
+    const recs = await waitForRecords(f.auditPath, (rs) => recordsOfType(rs, 'session.end').some((r) => r.upstream.backend_pid === vpid))
+    t.equal(recordsOfType(recs, 'session.end').find((r) => r.upstream.backend_pid === vpid)?.reason, 'upstream_closed', `${how}: session.end upstream_closed`)
+  }
 })
 
 t.test('node-postgres query cancel (pg.Client#cancel) → 57014 quickly, statement recorded as cancelled', async (t) => {
@@ -207,7 +270,6 @@ t.test('a CancelRequest with an unknown key does nothing', async (t) => {
   let unknownPid = (k.pid ^ 0x5a5a5a5a) & 0x7fffffff
   if (unknownPid === k.pid || unknownPid === goneKey.pid) unknownPid = (unknownPid + 1) & 0x7fffffff
   await sendCancel(unknownPid, k.secret)
-  await sendCancel(pid, k.secret, {}) // the real server pid, as a client might guess it
   await sendCancel(goneKey.pid, goneKey.secret)
   await sendCancel(unknownPid, 12345, { tls: true })
   const res = await running

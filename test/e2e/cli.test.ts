@@ -1,4 +1,5 @@
-import { mkdtempSync, writeFileSync, readFileSync } from 'node:fs'
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { createLocalJWKSet, jwtVerify } from 'jose'
 import os from 'node:os'
 import path from 'node:path'
 import t from 'tap'
@@ -39,6 +40,39 @@ t.test('a broken config names the key and the problem, and the proxy does not st
   const r3 = await runCli(['check-config', file], { ...process.env, PGW_UNRELATED: secret })
   t.equal(r3.code, 2)
   t.notMatch(r3.stderr, secret)
+})
+
+t.test('check-config and serve report every problem of a file at once, one line each', async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'pgw-cli-'))
+  const pki = await createDevPki(path.join(dir, 'pki'))
+  const file = path.join(dir, 'five.yaml')
+  // Five independent mistakes, one per section.
+  writeFileSync(file, `listen: "127.0.0.1:99999"
+tls: { cert: ${pki.serverCert}, key: missing.key }
+upstream: { port: "fivefourthreetwo" }
+policy:
+  - { name: all, match: {}, databases: [postgres] }
+limits: { max_connections: 0 }
+`)
+  const expected = [
+    /^config: listen: .*99999/m,
+    /^config: tls\.key: cannot read file .*missing\.key: no such file$/m,
+    /^config: upstream\.port: must be a whole number \(got "fivefourthreetwo"\)$/m,
+    /^config: policy\[0\]\.roles: is required/m,
+    /^config: limits\.max_connections: must be 1\.\.1000000 \(got 0\)$/m,
+  ]
+  for (const command of [['check-config', file], ['serve', '--config', file]]) {
+    const r = await runCli(command)
+    t.equal(r.code, 2, `${command[0]}: exit 2`)
+    for (const re of expected) t.match(r.stderr, re, `${command[0]}: ${re}`)
+    t.equal(r.stderr.trim().split('\n').length, 5, `${command[0]}: five lines, nothing else:\n${r.stderr}`)
+  }
+  // Two unknown keys of one mapping are both named.
+  writeFileSync(file, `listen: "127.0.0.1:0"\ntls: { cert: ${pki.serverCert}, key: ${pki.serverKey} }\nlimts: {}\nauditt: {}\n`)
+  const r = await runCli(['check-config', file])
+  t.equal(r.code, 2)
+  t.match(r.stderr, /^config: limts: unknown key \(did you mean "limits"\?\)$/m)
+  t.match(r.stderr, /^config: auditt: unknown key \(did you mean "audit"\?\)$/m)
 })
 
 t.test('serve --config runs the proxy; SIGTERM stops it with proxy.stop', async (t) => {
@@ -109,4 +143,65 @@ identity:
   t.equal(payload.sub, 'alice')
   t.same(payload.groups, ['dba'])
   t.ok(payload.exp - payload.iat === 300)
+})
+
+t.test('token and serve create the issuer of a dev config whose jwks_file does not exist yet, the same way', async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'pgw-cli-'))
+  const pki = await createDevPki(path.join(dir, 'pki'))
+  const body = (jwks: string) => `listen: "127.0.0.1:0"
+tls: { cert: ${pki.serverCert}, key: ${pki.serverKey} }
+identity:
+  jwt: [{ issuer: https://dev.pgwitness.local, audience: pgwitness, jwks_file: ${jwks} }]
+audit: { log: audit.jsonl, durability: batched }
+`
+  // Not a dev config: a missing JWKS file stays a config error, and nothing is created.
+  const prod = path.join(dir, 'prod.yaml')
+  writeFileSync(prod, body('prod-issuer/keys.json'))
+  const refused = await runCli(['token', '--config', prod])
+  t.equal(refused.code, 2)
+  t.match(refused.stderr, /^config: identity\.jwt\[0\]\.jwks_file: cannot read JWKS file .*keys\.json: no such file$/m)
+  t.notOk(existsSync(path.join(dir, 'prod-issuer')), 'no issuer made for a non-dev config')
+
+  // token first: the issuer is created, and the token verifies against the JWKS the config names.
+  const devFile = path.join(dir, 'dev.yaml')
+  writeFileSync(devFile, 'dev: true\n' + body('dev-issuer/keys.json'))
+  const first = await runCli(['token', '--config', devFile, '--sub', 'alice'])
+  t.equal(first.code, 0, first.stderr)
+  const jwksPath = path.join(dir, 'dev-issuer', 'keys.json')
+  const jwks = createLocalJWKSet(JSON.parse(readFileSync(jwksPath, 'utf8')))
+  const { payload } = await jwtVerify(first.stdout.trim(), jwks, { issuer: 'https://dev.pgwitness.local', audience: 'pgwitness' })
+  t.equal(payload.sub, 'alice', 'the token verifies against the created JWKS')
+  t.equal(statSync(path.join(dir, 'dev-issuer', 'signing-key.jwk')).mode & 0o777, 0o600, 'the signing key is private')
+  const jwksText = readFileSync(jwksPath, 'utf8')
+  const again = await runCli(['token', '--config', devFile])
+  t.equal(again.code, 0)
+  t.equal(readFileSync(jwksPath, 'utf8'), jwksText, 'the JWKS is not replaced by a second run')
+  await jwtVerify(again.stdout.trim(), jwks, { issuer: 'https://dev.pgwitness.local', audience: 'pgwitness' })
+  t.pass('a second token reuses the same issuer')
+
+  // serve first (another config): it creates the issuer the same way, and token then signs for it.
+  const serveFile = path.join(dir, 'dev-serve.yaml')
+  writeFileSync(serveFile, 'dev: true\n' + body('serve-issuer/jwks.json'))
+  const proc = spawnCli(['serve', '--config', serveFile])
+  await waitForOutput(proc, /pgwitness listening/)
+  const exited = new Promise((r) => proc.once('exit', r))
+  proc.kill('SIGTERM')
+  await exited
+  const served = path.join(dir, 'serve-issuer', 'jwks.json')
+  t.ok(existsSync(served), 'serve created the dev issuer')
+  const tok = await runCli(['token', '--config', serveFile])
+  t.equal(tok.code, 0, tok.stderr)
+  await jwtVerify(tok.stdout.trim(), createLocalJWKSet(JSON.parse(readFileSync(served, 'utf8'))), { issuer: 'https://dev.pgwitness.local', audience: 'pgwitness' })
+  t.pass('token signs with the issuer serve created')
+
+  // A JWKS that exists without a dev signing key is somebody else's: never overwritten.
+  const foreign = path.join(dir, 'foreign.yaml')
+  mkdirSync(path.join(dir, 'foreign'))
+  const foreignJwks = path.join(dir, 'foreign', 'jwks.json')
+  copyFileSync(served, foreignJwks)
+  writeFileSync(foreign, 'dev: true\n' + body(foreignJwks))
+  const refusedForeign = await runCli(['token', '--config', foreign])
+  t.equal(refusedForeign.code, 2)
+  t.match(refusedForeign.stderr, /exists but there is no dev signing key next to it/)
+  t.equal(readFileSync(foreignJwks, 'utf8'), readFileSync(served, 'utf8'), 'the foreign JWKS is unchanged')
 })

@@ -7,7 +7,7 @@
  * statement.
  */
 import t from 'tap'
-import { spawn } from 'node:child_process'
+import { runProgram, type ProgramRun } from '../helpers/cli.js'
 import type { Test } from 'tap'
 import { startFixture, type Fixture } from '../helpers/proxy.js'
 import { readAuditLog, readValidAuditLog, recordsOfType, validateRecord, waitForRecords, type RecordOfType } from '../helpers/audit.js'
@@ -17,22 +17,12 @@ type StartRec = RecordOfType<'session.start'>
 const f: Fixture = await startFixture()
 t.teardown(() => f.stop())
 
-interface Run { code: number | null; stdout: string; stderr: string }
+type Run = ProgramRun
 
 /** Run a libpq program through the proxy (async: the proxy runs in this process). */
 async function run(cmd: string, args: string[], opts: { input?: string; appName: string; token?: string }): Promise<Run> {
   const env = { ...f.libpqEnv(opts.token ?? (await f.token())), PGAPPNAME: opts.appName }
-  return new Promise((resolve, reject) => {
-    const p = spawn(cmd, args, { env, stdio: ['pipe', 'pipe', 'pipe'] })
-    let stdout = ''
-    let stderr = ''
-    p.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
-    p.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
-    p.on('error', reject)
-    p.on('close', (code) => resolve({ code, stdout, stderr }))
-    p.stdin.on('error', () => undefined)
-    p.stdin.end(opts.input ?? '')
-  })
+  return runProgram(cmd, args, env, opts.input ?? '')
 }
 
 /**
@@ -104,8 +94,8 @@ t.test('psql: DDL, DML, a multi-statement query, COPY in and out, a failing stat
     ['DELETE', 'ok', 1, null],
   ])
   t.same(statements.map((x) => x.statement.seq), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
-  t.equal(statements[4]!.statement.text, 'select count(*) as n from people')
-  t.equal(statements[5]!.statement.text, "select 'multi' as tag")
+  t.equal(statements[4]!.statement.text, 'select count(*) as n from people ;')
+  t.equal(statements[5]!.statement.text, " select 'multi' as tag;")
   for (const x of statements) {
     t.equal(x.identity.subject, 'spiffe://test.local/ns/billing/sa/api')
     t.equal(x.session.id, start.session.id)
@@ -125,8 +115,8 @@ t.test('psql -c with a multi-statement string is one Query, recorded per stateme
   t.equal(r.stdout.trim().split('\n').pop(), '4', r.stdout)
   const [s] = await sessionsOf(t, 'psql-c-multi', 1)
   t.same(s!.statements.map((x) => [x.statement.text, x.outcome.command_tag]), [
-    ["insert into people values (10, 'x')", 'INSERT 0 1'],
-    ['select count(*) from people', 'SELECT 1'],
+    ["insert into people values (10, 'x');", 'INSERT 0 1'],
+    [' select count(*) from people', 'SELECT 1'],
   ])
 })
 

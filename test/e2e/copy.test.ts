@@ -4,7 +4,7 @@
  * CopyFail, and a 100k-row COPY in and out. Rows come from the COPY tag.
  */
 import t from 'tap'
-import { spawn } from 'node:child_process'
+import { runProgram, type ProgramRun } from '../helpers/cli.js'
 import { startFixture, type Fixture } from '../helpers/proxy.js'
 import { readAuditLog, readValidAuditLog, recordsOfType, validateRecord, waitForRecords, type RecordOfType } from '../helpers/audit.js'
 import { serialize, shape, WireClient } from '../helpers/wire.js'
@@ -49,22 +49,12 @@ function rowsText(from: number, n: number): string {
   return s
 }
 
-interface Run { code: number | null; stdout: string; stderr: string }
+type Run = ProgramRun
 
 /** psql through the proxy (async: the proxy runs in this process). */
 async function psql(args: string[], input: string | null, appName: string): Promise<Run> {
   const env = { ...f.libpqEnv(await f.token()), PGAPPNAME: appName }
-  return new Promise((resolve, reject) => {
-    const p = spawn('psql', ['-X', '-v', 'ON_ERROR_STOP=1', ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] })
-    let stdout = ''
-    let stderr = ''
-    p.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
-    p.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
-    p.on('error', reject)
-    p.on('close', (code) => resolve({ code, stdout, stderr }))
-    p.stdin.on('error', () => undefined)
-    p.stdin.end(input ?? '')
-  })
+  return runProgram('psql', ['-X', '-v', 'ON_ERROR_STOP=1', ...args], env, input ?? '')
 }
 
 function afterShow(st: StatementRec[]): StatementRec[] {

@@ -1,7 +1,7 @@
 /**
  * The client-facing handshake, end to end: SSLRequest/TLS, GSSENCRequest,
  * protocol 3.2 negotiation, the handshake timeout, plaintext refusal,
- * buffer stuffing, malformed startup packets and replication requests.
+ * buffer stuffing, malformed startup packets and invalid replication requests.
  * Every refused client must never cause a connection to PostgreSQL (checked
  * with log_connections), and every audit record written must be schema-valid.
  */
@@ -195,10 +195,13 @@ t.test('handshake', async (t) => {
     // Raw: the very first answer to a plaintext StartupMessage is the error, never a password prompt.
     const c = await RawClient.connect(f.proxy.port)
     t.teardown(() => c.destroy())
-    c.write(startupMessage({ user: 'app', database: 'appdb', application_name: appName('plain-raw') }))
+    const rawApp = appName('plain-raw')
+    c.write(startupMessage({ user: 'app', database: 'appdb', application_name: rawApp }))
     const msgs = await c.readToClose()
     t.same(msgs.map((m) => m.type), ['E'], 'only an ErrorResponse, then close')
     t.equal(errorFields(msgs[0]!).code, '28000')
+    // Its record is written after the close: wait for it, so the next test's count of auth.failure records is stable.
+    t.equal((await authFailureFor(f.auditPath, rawApp)).reason, 'tls_required')
     t.equal(upstreamConnections(f), before, 'nothing reached PostgreSQL')
     readValidAuditLog(f.auditPath)
   })
@@ -225,13 +228,10 @@ t.test('handshake', async (t) => {
       'no auth.failure: the client never said who it is')
   })
 
-  t.test('malformed startup packets get 08P01 (or a close) and the proxy keeps serving', async (t) => {
-    const before = upstreamConnections(f)
-    // An established session stays usable throughout.
-    const held = await f.client({ applicationName: appName('held') })
-    const afterHeld = upstreamConnections(f)
-    t.equal(afterHeld, before + 1)
-
+  t.test('before a StartupMessage is complete the proxy answers as PostgreSQL does: silence, or its FATAL', async (t) => {
+    // Each case is sent to PostgreSQL directly as well (first: the log_connections count starts after).
+    // PostgreSQL closes without a word on an impossible length word (garbage, an HTTP request, a
+    // Terminate sent first) and on any CancelRequest; it answers a bad StartupMessage with a FATAL.
     const int32 = (n: number) => {
       const b = Buffer.alloc(4)
       b.writeInt32BE(n)
@@ -239,45 +239,70 @@ t.test('handshake', async (t) => {
     }
     const withLength = (body: Buffer) => Buffer.concat([int32(4 + body.length), body])
     const version = (major: number, minor: number) => int32((major << 16) | minor)
-    const cases: [string, Buffer][] = [
-      ['length 4 (< 8)', Buffer.concat([int32(4), Buffer.alloc(4)])],
-      ['length 7 (< 8)', Buffer.concat([int32(7), Buffer.alloc(4)])],
-      ['length 0', Buffer.alloc(8)],
-      ['negative length', Buffer.concat([int32(-1), Buffer.alloc(4)])],
-      ['length 10001 (> 10000)', Buffer.concat([int32(10001), version(3, 0)])],
-      ['length 100000, body sent', Buffer.concat([int32(100000), version(3, 0), Buffer.alloc(20000, 0x61)])],
-      ['HTTP request (garbage)', Buffer.from('GET / HTTP/1.1\r\nHost: example\r\n\r\n')],
-      ['TLS ClientHello without SSLRequest (garbage)', Buffer.from('16030100c8010000c40303', 'hex')],
-      ['random garbage with a plausible length', Buffer.concat([int32(24), Buffer.from('\x7f\x01\x02\x03garbage!garbage!', 'latin1')])],
-      ['protocol 2.0', withLength(Buffer.concat([version(2, 0), Buffer.from('user\0app\0\0')]))],
-      ['protocol 4.0', withLength(Buffer.concat([version(4, 0), Buffer.from('user\0app\0\0')]))],
-      ['SSLRequest with a body', withLength(Buffer.concat([int32(80877103), Buffer.alloc(4)]))],
-      ['missing user', startupMessage({ database: 'appdb' })],
-      ['empty user', startupMessage({ user: '', database: 'appdb' })],
-      ['no terminator', withLength(Buffer.concat([version(3, 0), Buffer.from('user\0app\0')]))],
-      ['name without value', withLength(Buffer.concat([version(3, 0), Buffer.from('user\0app\0database\0')]))],
-      ['bytes after the terminator', withLength(Buffer.concat([version(3, 0), Buffer.from('user\0app\0\0junk')]))],
-      ['invalid UTF-8', withLength(Buffer.concat([version(3, 0), Buffer.from('user\0'), Buffer.from([0xc3, 0x28]), Buffer.from('\0\0')]))],
+    const TERMINATE = Buffer.from([0x58, 0, 0, 0, 4])
+    // [name, bytes, the client ends its side after sending, expected answer]
+    const cases: [string, Buffer, boolean, string][] = [
+      ['length 4 (< 8)', Buffer.concat([int32(4), Buffer.alloc(4)]), false, 'silent'],
+      ['length 7 (< 8)', Buffer.concat([int32(7), Buffer.alloc(4)]), false, 'silent'],
+      ['length 0', Buffer.alloc(8), false, 'silent'],
+      ['negative length', Buffer.concat([int32(-1), Buffer.alloc(4)]), false, 'silent'],
+      ['length 10005 (> 10004)', Buffer.concat([int32(10005), version(3, 0)]), false, 'silent'],
+      ['length 100000, body sent', Buffer.concat([int32(100000), version(3, 0), Buffer.alloc(20000, 0x61)]), false, 'silent'],
+      ['length 10004, incomplete, then the client ends', Buffer.concat([int32(10004), version(3, 0)]), true, 'silent'],
+      ['HTTP request (garbage)', Buffer.from('GET / HTTP/1.1\r\nHost: example\r\n\r\n'), false, 'silent'],
+      ['TLS ClientHello without SSLRequest (garbage)', Buffer.from('16030100c8010000c40303', 'hex'), false, 'silent'],
+      ['Terminate before anything else', TERMINATE, false, 'silent'],
+      ['Terminate, then the client ends', TERMINATE, true, 'silent'],
+      ['two bytes, then the client ends', Buffer.from([0, 0]), true, 'silent'],
+      ['CancelRequest without a key', withLength(int32(80877102)), false, 'silent'],
+      ['CancelRequest with a pid but no key', withLength(Buffer.concat([int32(80877102), int32(1)])), false, 'silent'],
+      ['protocol 1234.5678 (the CancelRequest code) with parameters', startupMessage({ user: 'app' }, 1234, 5678), false, 'silent'],
+      ['random garbage with a plausible length', Buffer.concat([int32(24), Buffer.from('\x7f\x01\x02\x03garbage!garbage!', 'latin1')]), false, 'E:0A000'],
+      ['protocol 4.0', withLength(Buffer.concat([version(4, 0), Buffer.from('user\0app\0\0')])), false, 'E:0A000'],
+      ['missing user', startupMessage({ database: 'appdb' }), false, 'E:28000'],
+      ['empty user', startupMessage({ user: '', database: 'appdb' }), false, 'E:28000'],
+      ['no terminator', withLength(Buffer.concat([version(3, 0), Buffer.from('user\0app\0')])), false, 'E:08P01'],
+      ['name without value', withLength(Buffer.concat([version(3, 0), Buffer.from('user\0app\0database\0')])), false, 'E:08P01'],
+      ['bytes after the terminator', withLength(Buffer.concat([version(3, 0), Buffer.from('user\0app\0\0junk')])), false, 'E:08P01'],
     ]
-    for (const [name, bytes] of cases) {
-      const c = await RawClient.connect(f.proxy.port)
-      c.write(bytes)
-      let msgs: RawMessage[] = []
+    const answer = async (port: number, bytes: Buffer, clientEnds: boolean): Promise<string> => {
+      const c = await RawClient.connect(port)
       try {
-        msgs = await c.readToClose(3000)
+        c.write(bytes)
+        if (clientEnds) c.raw.end()
+        const msgs = await c.readToClose(5000)
+        if (msgs.length === 0) return c.pending === 0 ? 'silent' : `${c.pending} unframed bytes`
+        return msgs.map((m) => (m.type === 'E' ? `E:${errorFields(m).code}` : m.type)).join(',')
       } catch (err) {
+        return (err as Error).message
+      } finally {
         c.destroy()
-        t.fail(`${name}: ${(err as Error).message}`)
-        continue
       }
+    }
+    for (const [name, bytes, clientEnds, expected] of cases) {
+      t.equal(await answer(f.pg.port, bytes, clientEnds), expected, `PostgreSQL: ${name}: ${expected}`)
+    }
+    // Not compared: protocol 2.0 (PostgreSQL answers in the old protocol's format), invalid UTF-8 in a
+    // parameter (PostgreSQL accepts it; the proxy refuses it, 08P01).
+    const protocol2 = withLength(Buffer.concat([version(2, 0), Buffer.from('user\0app\0\0')]))
+    const invalidUtf8 = withLength(Buffer.concat([version(3, 0), Buffer.from('user\0'), Buffer.from([0xc3, 0x28]), Buffer.from('\0\0')]))
+
+    const before = upstreamConnections(f)
+    // An established session stays usable throughout.
+    const held = await f.client({ applicationName: appName('held') })
+    const afterHeld = upstreamConnections(f)
+    t.equal(afterHeld, before + 1)
+    for (const [name, bytes, clientEnds, expected] of cases) {
+      t.equal(await answer(f.proxy.port, bytes, clientEnds), expected, `proxy: ${name}: ${expected}`)
+    }
+    t.equal(await answer(f.proxy.port, protocol2, false), 'E:0A000', 'proxy: protocol 2.0: 0A000')
+    t.equal(await answer(f.proxy.port, invalidUtf8, false), 'E:08P01', 'proxy: invalid UTF-8: 08P01')
+    // An SSLRequest with a body is answered like any SSLRequest (PostgreSQL does too, with N: it has no TLS here).
+    {
+      const c = await RawClient.connect(f.proxy.port)
+      c.write(withLength(Buffer.concat([int32(80877103), Buffer.alloc(4)])))
+      t.equal(await c.readByte(), 'S', 'SSLRequest with a body: S')
       c.destroy()
-      t.ok(msgs.length <= 1, `${name}: at most one message`)
-      if (msgs.length === 1) {
-        t.equal(msgs[0]!.type, 'E', `${name}: ErrorResponse`)
-        const e = errorFields(msgs[0]!)
-        t.equal(e.code, '08P01', `${name}: 08P01 (${e.message})`)
-        t.equal(e.severity, 'FATAL', `${name}: FATAL`)
-      }
     }
     // Also: a connection that opens and closes without a byte (a TCP health probe).
     const probe = await RawClient.connect(f.proxy.port)
@@ -292,24 +317,56 @@ t.test('handshake', async (t) => {
     readValidAuditLog(f.auditPath)
   })
 
-  t.test('replication connections are refused', async (t) => {
+  t.test('inside TLS, before a StartupMessage: garbage or a Terminate closes silently; a repeated SSLRequest or GSSENCRequest gets FATAL 0A000', async (t) => {
+    const tlsAnswer = async (bytes: Buffer): Promise<string> => {
+      const c = await RawClient.connect(f.proxy.port)
+      try {
+        await c.startTls()
+        c.write(bytes)
+        const msgs = await c.readToClose(5000)
+        if (msgs.length === 0) return c.pending === 0 ? 'silent' : `${c.pending} unframed bytes`
+        return msgs.map((m) => (m.type === 'E' ? `E:${errorFields(m).code}` : m.type)).join(',')
+      } finally {
+        c.destroy()
+      }
+    }
+    t.equal(await tlsAnswer(Buffer.from([0x58, 0, 0, 0, 4])), 'silent', 'Terminate')
+    t.equal(await tlsAnswer(Buffer.from('GET / HTTP/1.1\r\n\r\n')), 'silent', 'garbage')
+    t.equal(await tlsAnswer(SSL_REQUEST), 'E:0A000', 'SSLRequest again (PostgreSQL: unsupported frontend protocol 1234.5679)')
+    t.equal(await tlsAnswer(GSSENC_REQUEST), 'E:0A000', 'GSSENCRequest after TLS')
+    // Plaintext: GSSENCRequest declined once; a second one is an unsupported protocol version, as in PostgreSQL.
+    const c = await RawClient.connect(f.proxy.port)
+    t.teardown(() => c.destroy())
+    c.write(GSSENC_REQUEST)
+    t.equal(await c.readByte(), 'N')
+    c.write(GSSENC_REQUEST)
+    const msgs = await c.readToClose()
+    t.same(msgs.map((m) => (m.type === 'E' ? `E:${errorFields(m).code}` : m.type)), ['E:0A000'], 'a second GSSENCRequest: FATAL 0A000')
+  })
+
+  t.test('a replication connection is asked for its token like any other; an invalid replication value is refused', async (t) => {
     const before = upstreamConnections(f)
     for (const mode of ['database', 'true']) {
       const c = await RawClient.connect(f.proxy.port)
       t.teardown(() => c.destroy())
       await c.startTls()
-      const app = appName(`repl-${mode}`)
-      c.write(startupMessage({ user: 'app', database: 'appdb', replication: mode, application_name: app }))
-      const msgs = await c.readToClose()
-      t.same(msgs.map((m) => m.type), ['E'], `replication=${mode}: refused before any password prompt`)
-      const e = errorFields(msgs[0]!)
-      t.equal(e.severity, 'FATAL')
-      t.equal(e.code, '0A000')
-      t.match(e.message, /replication/)
-      const rec = await authFailureFor(f.auditPath, app)
-      t.equal(rec.reason, 'startup_rejected')
-      t.same(rec.requested, { user: 'app', database: 'appdb', application_name: app })
+      c.write(startupMessage({ user: 'app', database: 'appdb', replication: mode, application_name: appName(`repl-${mode}`) }))
+      t.equal(await c.readByte(), 'R', `replication=${mode}: the proxy asks for the token (policy decides: test/e2e/replication.test.ts)`)
     }
+    const c = await RawClient.connect(f.proxy.port)
+    t.teardown(() => c.destroy())
+    await c.startTls()
+    const app = appName('repl-bogus')
+    c.write(startupMessage({ user: 'app', database: 'appdb', replication: 'bogus', application_name: app }))
+    const msgs = await c.readToClose()
+    t.same(msgs.map((m) => m.type), ['E'], 'replication=bogus: refused before any password prompt')
+    const e = errorFields(msgs[0]!)
+    t.equal(e.severity, 'FATAL')
+    t.equal(e.code, '22023', 'as PostgreSQL: invalid_parameter_value')
+    t.match(e.message, /invalid value for parameter "replication": "bogus"/)
+    const rec = await authFailureFor(f.auditPath, app)
+    t.equal(rec.reason, 'startup_rejected')
+    t.same(rec.requested, { user: 'app', database: 'appdb', application_name: app })
     t.equal(upstreamConnections(f), before, 'nothing reached PostgreSQL')
     readValidAuditLog(f.auditPath)
   })
@@ -392,12 +449,14 @@ t.test('handshake', async (t) => {
     const slowProxy = await startProxy(1000, slowAuditPath)
     const before = upstreamConnections(f)
 
-    // (a) connects and sends nothing: closed after ~300 ms, no auth.failure.
+    // (a) connects and sends nothing: closed after ~300 ms without a word (as PostgreSQL's
+    // authentication_timeout before a startup packet), no auth.failure.
     {
       const t0 = Date.now()
       const c = await RawClient.connect(proxy.port)
       t.teardown(() => c.destroy())
       t.ok(await c.waitClosed(2000), 'a silent client is disconnected')
+      t.equal(c.pending, 0, 'without an ErrorResponse')
       const elapsed = Date.now() - t0
       t.ok(elapsed >= 250, `not before the timeout (${elapsed} ms)`)
       t.ok(elapsed < 1500, `within ~1 s (${elapsed} ms)`)
@@ -410,6 +469,7 @@ t.test('handshake', async (t) => {
       c.write(SSL_REQUEST)
       t.equal(await c.readByte(), 'S')
       t.ok(await c.waitClosed(2000), 'a client stalling before its TLS handshake is disconnected')
+      t.equal(c.pending, 0, 'without a word')
       t.ok(Date.now() - t0 < 1500, `within ~1 s (${Date.now() - t0} ms)`)
     }
     // (b) StartupMessage, then stalls at the password prompt: FATAL, close, auth.failure handshake_timeout.

@@ -10,10 +10,12 @@
  * - the proxy never asks for a password over plaintext;
  * - the client gets exactly what the startup state machine says (an oracle
  *   built on the proxy's pure decoders, which protocol-fuzz.test.ts covers):
- *   FATAL 08P01 for malformed input, 28000 for plaintext, 0A000 for
- *   replication, 28P01 for a bad or oversized token — or a close without a
- *   message where PostgreSQL closes silently too (an incomplete packet at
- *   EOF, a CancelRequest);
+ *   what PostgreSQL answers to a bad StartupMessage (FATAL 08P01, 0A000 for
+ *   an unsupported protocol version or a repeated SSLRequest/GSSENCRequest,
+ *   28000 for no user), 28000 for plaintext, 22023 for an invalid replication value, 28P01
+ *   for a bad or oversized token — or a close without a message where
+ *   PostgreSQL closes silently too (an impossible startup packet length, an
+ *   incomplete packet at EOF, a CancelRequest, well-formed or not);
  * - after authentication the proxy forwards whole, decodable messages only:
  *   what PostgreSQL receives is a prefix of what the client sent, cut at a
  *   message boundary (plus a Terminate), never a byte of a malformed message;
@@ -21,11 +23,6 @@
  *   record with reason protocol_violation;
  * - the proxy stays up: a new client works afterwards, and every connection
  *   and upstream connection is closed in the end.
- *
- * What PostgreSQL itself does differently: it closes silently (COMMERROR,
- * logged server-side only) on an invalid startup packet length and answers
- * an unsupported protocol version with 0A000; the proxy sends FATAL 08P01 in
- * both cases, which tells a confused client more and costs nothing.
  */
 import net from 'node:net'
 import tls from 'node:tls'
@@ -33,7 +30,7 @@ import fc from 'fast-check'
 import pg from 'pg'
 import t from 'tap'
 import { serialize } from 'pg-protocol/dist/serializer'
-import { ProtocolViolation } from '../../src/protocol/errors.js'
+import { ProtocolViolation, SilentProtocolViolation } from '../../src/protocol/errors.js'
 import { decodeBind, decodeClose, decodeDescribe, decodeExecute, decodeFunctionCall, decodeParse, decodePassword, decodeQuery, FrontendType as F } from '../../src/protocol/frontend.js'
 import { decodeStartupPacket } from '../../src/protocol/startup.js'
 import { readValidAuditLog, recordsOfType, waitForRecords } from '../helpers/audit.js'
@@ -148,35 +145,41 @@ interface Expectation {
 function startupOracle(b: Buffer, encrypted: boolean): Expectation[] {
   const tokens: string[] = []
   let off = 0
+  let gssDeclined = false
   for (;;) {
     const rest = b.subarray(off)
     if (rest.length < 4) return [{ tokens, clientEnds: true }]
     const len = rest.readInt32BE(0)
-    if (len < 8 || len > 10000) return [{ tokens: [...tokens, 'E:08P01'], clientEnds: false }]
+    // An impossible length word: PostgreSQL (and the proxy) close without a word.
+    if (len < 8 || len > 10004) return [{ tokens, clientEnds: false }]
     if (rest.length < len) return [{ tokens, clientEnds: true }]
     let p: ReturnType<typeof decodeStartupPacket>
     try {
       p = decodeStartupPacket(rest.subarray(0, len))
     } catch (e) {
+      if (e instanceof SilentProtocolViolation) return [{ tokens, clientEnds: false }]
       if (!(e instanceof ProtocolViolation)) throw e
-      return [{ tokens: [...tokens, 'E:08P01'], clientEnds: false }]
+      return [{ tokens: [...tokens, `E:${e.code}`], clientEnds: false }]
     }
     off += len
     switch (p.kind) {
       case 'ssl-request':
-        if (encrypted) return [{ tokens: [...tokens, 'E:08P01'], clientEnds: false }]
+        if (encrypted) return [{ tokens: [...tokens, 'E:0A000'], clientEnds: false }]
         // Bytes behind the SSLRequest are refused if they arrived with it (they usually do: one write).
         if (off < b.length) return [{ tokens: [...tokens, 'E:08P01'], clientEnds: false }, { tokens: [...tokens, 'S'], clientEnds: true }]
         return [{ tokens: [...tokens, 'S'], clientEnds: true }]
       case 'gssenc-request':
-        if (encrypted) return [{ tokens: [...tokens, 'E:08P01'], clientEnds: false }]
+        if (encrypted || gssDeclined) return [{ tokens: [...tokens, 'E:0A000'], clientEnds: false }]
+        gssDeclined = true
         tokens.push('N')
         continue
       case 'cancel-request':
         return [{ tokens, clientEnds: false }]
       case 'startup': {
         if (p.minor > 0 || [...p.parameters.keys()].some((k) => k.startsWith('_pq_.'))) tokens.push('v')
-        if (p.parameters.has('replication')) return [{ tokens: [...tokens, 'E:0A000'], clientEnds: false }]
+        // A replication connection is governed like any other; a value PostgreSQL would not accept is FATAL 22023.
+        const replication = p.parameters.get('replication')
+        if (replication !== undefined && replication !== 'database' && !VALID_REPLICATION.test(replication)) return [{ tokens: [...tokens, 'E:22023'], clientEnds: false }]
         if (!encrypted) return [{ tokens: [...tokens, 'E:28000'], clientEnds: false }]
         // Asked for the token; whatever follows is read as the password message.
         return passwordOracle(b.subarray(off)).map((e) => ({ ...e, tokens: [...tokens, 'R3', ...e.tokens] }))
@@ -184,6 +187,9 @@ function startupOracle(b: Buffer, encrypted: boolean): Expectation[] {
     }
   }
 }
+
+/** The `replication` booleans PostgreSQL accepts besides `database` (exact case): parse_bool's, any case, prefixes too. */
+const VALID_REPLICATION = /^(t|tr|tru|true|y|ye|yes|on|1|f|fa|fal|fals|false|n|no|of|off|0)$/i
 
 /** What the proxy answers to `b` sent after its password prompt (the token in a PasswordMessage, limits.max_token_bytes 4096). */
 function passwordOracle(b: Buffer): Expectation[] {
@@ -356,7 +362,7 @@ type Verdict = 'valid' | 'violation' | 'incomplete' | 'terminate'
 
 /**
  * Where what the proxy forwards of `b` may end: the ends of the messages it
- * accepts (0 included) up to the first malformed one, and — for a CopyData or
+ * accepts (0 included) up to the first malformed one or the Terminate, and — for a CopyData or
  * CopyDone cut short at the end, which the proxy streams on as it arrives
  * (large messages are never held whole) — anywhere after its header. And what
  * the stream is: a Terminate comes first, else a malformed message, else a
@@ -386,7 +392,11 @@ function relayOracle(b: Buffer): { boundaries: number[]; verdict: Verdict } {
     }
     off += 1 + len
     boundaries.push(off)
-    if (type === F.Terminate) terminated = true
+    if (type === F.Terminate) {
+      // Nothing behind the client's Terminate is forwarded, or answered (issue 12 item 7).
+      terminated = true
+      break
+    }
   }
   return done('valid')
 }
@@ -520,6 +530,40 @@ t.test('limits.max_message_bytes and invalid lengths after authentication', asyn
   const msgs = await c.untilReady(30_000)
   t.equal(msgs.find((m) => m.name === 'dataRow')?.fields?.[0]?.length, filler.length, 'it ran')
   await c.end()
+})
+
+t.test('after the client\'s Terminate nothing more is forwarded upstream, and the client is told nothing more', async (t) => {
+  const cases: Array<[string, Buffer]> = [
+    ['a Query behind it', serialize.query('select 2 as after_terminate')],
+    ['an unknown message type behind it', Buffer.concat([Buffer.from([0x01]), i32(4)])],
+    ['an invalid length behind it', Buffer.concat([Buffer.from('Q'), i32(2)])],
+    ['a length over max_message_bytes behind it', Buffer.concat([Buffer.from('Q'), i32(MAX_MESSAGE + 1)])],
+  ]
+  for (const [what, behind] of cases) {
+    const app = `fuzz-terminate-${++appSeq}`
+    const c = await WireClient.connect({ port: proxy.port, token, applicationName: app })
+    logins++
+    const upstream = fwd.connections.at(-1)!
+    const loginBytes = upstream.toServerBytes
+    const before = serialize.query('select 1 as before_terminate')
+    // One write: a query, the Terminate, and something behind it.
+    c.socket.write(Buffer.concat([before, TERMINATE, behind]))
+    const msgs: string[] = []
+    for (;;) {
+      const m = await c.next(10_000).catch(() => null)
+      if (!m) break
+      msgs.push(m.name === 'error' ? `error ${m.code} ${m.message}` : m.name)
+    }
+    t.notOk(msgs.some((m) => m.startsWith('error')), `${what}: no ErrorResponse after the Terminate (${msgs.join(', ')})`)
+    await until('the upstream connection to close', () => upstream.closed, (x) => x, 10_000)
+    t.same([...upstream.sent().subarray(loginBytes)], [...before, ...TERMINATE], `${what}: PostgreSQL got the query and the Terminate, nothing behind it`)
+    c.destroy()
+    const recs = await waitForRecords(auditPath, (rs) => recordsOfType(rs, 'session.end').some((r) => r.session.application_name === app))
+    const end = recordsOfType(recs, 'session.end').find((r) => r.session.application_name === app)!
+    t.equal(end.reason, 'client_closed', `${what}: session.end client_closed`)
+    const texts = recordsOfType(recs, 'statement').filter((r) => r.session.id === end.session.id).map((r) => r.statement.text)
+    t.same(texts, ['select 1 as before_terminate'], `${what}: the one statement that ran is recorded, nothing behind the Terminate`)
+  }
 })
 
 t.test('the proxy is still up, and nothing is left open', async (t) => {

@@ -23,7 +23,7 @@ import { decodeJwt, exportJWK, generateKeyPair, importJWK, SignJWT, type CryptoK
 import pg from 'pg'
 import pino from 'pino'
 import t, { type Test } from 'tap'
-import type { AuthFailureReason } from '../../src/audit/types.js'
+import type { AuthFailureReason } from '../../src/evidence/types.js'
 import { parseConfig } from '../../src/config/load.js'
 import { createDevPki } from '../../src/dev/pki.js'
 import { createDevIssuerKeys } from '../../src/dev/tokens.js'

@@ -145,7 +145,7 @@ log: { level: ${process.env.PGW_TEST_LOG ?? 'warn'} }
     const end = recordsOfType(recs, 'session.end').find((r) => r.session.application_name === 'jwks-live')!
     t.equal(end.reason, 'client_closed', 'the live session ended only when the client closed it')
     t.ok(end.statements >= 4, `it ran every statement (${end.statements})`)
-    const starts = recordsOfType(recs, 'session.start').filter((r) => r.session.application_name.startsWith('jwks-'))
+    const starts = recordsOfType(recs, 'session.start').filter((r) => r.session.application_name?.startsWith('jwks-'))
     t.equal(starts.length, 5, 'five sessions opened')
     t.ok(starts.every((s) => s.identity.subject === BILLING && s.identity.issuer === DEV_ISSUER), 'each with the verified identity')
     readValidAuditLog(auditPath)

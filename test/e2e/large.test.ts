@@ -196,7 +196,7 @@ t.test('a very long statement text is cut to max_statement_bytes with text_trunc
   t.equal(s2.statement.text, longExt.slice(0, MAX_STATEMENT))
   t.match(s3a, { statement: { text: 'select 1 as short', text_truncated: false } })
   t.match(s3b, { statement: { text_truncated: true } })
-  t.equal(s3b.statement.text, `select '${'c'.repeat(3000)}' as long`.slice(0, MAX_STATEMENT))
+  t.equal(s3b.statement.text, ` select '${'c'.repeat(3000)}' as long`.slice(0, MAX_STATEMENT))
   t.equal(s4.statement.text_truncated, true)
   t.ok(Buffer.byteLength(s4.statement.text!) <= MAX_STATEMENT && Buffer.byteLength(s4.statement.text!) > MAX_STATEMENT - 2)
   t.ok(longUtf8.startsWith(s4.statement.text!), 'cut on a character boundary')

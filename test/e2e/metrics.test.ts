@@ -16,13 +16,14 @@ import pino from 'pino'
 import { parseConfig } from '../../src/config/load.js'
 import { DEV_AUDIENCE, DEV_ISSUER } from '../../src/dev/tokens.js'
 import { ProxyServer } from '../../src/server.js'
-import type { AuditRecord } from '../../src/audit/types.js'
+import type { AuditRecord } from '../../src/evidence/types.js'
 import { readValidAuditLog, recordsOfType } from '../helpers/audit.js'
 import { signingKey, signToken, startJwksServer } from '../helpers/jwks-server.js'
 import { parseExposition, sum, table, type Sample } from '../helpers/metrics.js'
 import { startFixture } from '../helpers/proxy.js'
 
-const f = await startFixture({ extraYaml: 'metrics: { listen: "127.0.0.1:0" }' })
+// governed_settings: refuse, so the scripted workload has a denied statement to count.
+const f = await startFixture({ extraYaml: 'metrics: { listen: "127.0.0.1:0" }\nsession: { governed_settings: refuse }' })
 t.teardown(async () => {
   await f.stop()
   rmSync(f.dir, { recursive: true, force: true })
@@ -206,7 +207,7 @@ t.test('a scripted workload: /metrics counts match exactly', async (t) => {
     server_to_client: ends.reduce((a, r) => a + r.bytes_out, 0),
   }, 'bytes_total = session.end byte counts')
   t.equal(sum(s, 'pgwitness_audit_records_total'), recs.length, `audit_records_total = lines in the audit log (${recs.length})`)
-  t.equal(recs.length, 1 + 4 + 4 + (8 * sessions + 5) + 4, 'proxy.start, auth failures, session starts, statements, session ends')
+  t.equal(recs.length, 1 + 4 + 4 + (8 * sessions + 5) + 1 + 4, 'proxy.start, auth failures, session starts, statements, a transaction.end, session ends')
 
   // Audit I/O.
   s = await scrape()

@@ -11,6 +11,7 @@
 import t from 'tap'
 import { execFile } from 'node:child_process'
 import { readFileSync, rmSync, writeFileSync } from 'node:fs'
+import net from 'node:net'
 import path from 'node:path'
 import pg from 'pg'
 import { parseConfig } from '../../src/config/load.js'
@@ -20,7 +21,10 @@ import { serverView } from '../helpers/server-view.js'
 import { startFixture, type Fixture } from '../helpers/proxy.js'
 import { readValidAuditLog, recordsOfType, waitForRecords } from '../helpers/audit.js'
 import { parseExposition, sum } from '../helpers/metrics.js'
-import type { AuditRecord } from '../../src/audit/types.js'
+
+/** BackendKeyData as node-postgres keeps it (not in its type definitions). */
+const keyOf = (c: pg.Client) => c as unknown as { processID: number; secretKey: number }
+import type { AuditRecord } from '../../src/evidence/types.js'
 
 const f: Fixture = await startFixture()
 t.teardown(async () => {
@@ -162,13 +166,28 @@ t.test('a second session reuses the backend; its governed session id is its own,
   for (const k of ['server_version', 'server_encoding', 'client_encoding', 'DateStyle', 'TimeZone', 'integer_datetimes', 'standard_conforming_strings']) {
     t.equal(b.params.get(k), a.params.get(k), `startup ParameterStatus ${k} as for the fresh connection`)
   }
-  t.ok(b.client.processID !== a.client.processID, 'a new proxy-issued cancel key')
+  t.equal(keyOf(b.client).processID, vb.pid, 'BackendKeyData: the real backend pid, the same for both sessions')
+  t.equal(keyOf(a.client).processID, va.pid)
+  t.not(keyOf(b.client).secretKey, keyOf(a.client).secretKey, 'a new proxy-minted secret for the new session')
   const sh = await b.client.query('SHOW pgwitness.session_id')
   t.equal((sh.rows[0] as Record<string, string>)['pgwitness.session_id'], vb.sessionId)
-  // The governed settings stay governed on a reused connection.
-  await t.rejects(b.client.query("SET application_name = 'spoof'"), { code: '42501' })
-  await t.rejects(b.client.query(`SELECT set_config('pgwitness.session_id', '${va.sessionId}', false)`), { code: '42501' })
+  // A client may change the governed settings (session.governed_settings: record, the default: the
+  // statements run and are flagged in the records) …
+  await b.client.query("SET application_name = 'spoof'")
+  await b.client.query(`SELECT set_config('pgwitness.session_id', '${va.sessionId}', false)`)
   await endAndPool(b.client, 1)
+  // … but nothing of it reaches the next session on the same backend: it gets its own governed values.
+  const c = await connect({ applicationName: 'billing-api' })
+  const vc = await serverView(c.client)
+  t.equal(vc.pid, va.pid, 'the same backend again')
+  t.not(vc.sessionId, va.sessionId)
+  t.not(vc.sessionId, vb.sessionId)
+  t.equal(vc.appName, `billing-api pgw:${vc.sessionId}`, 'application_name carries the third session\'s id')
+  await endAndPool(c.client, 1)
+  const flaggedOf = (rs: AuditRecord[]) => recordsOfType(rs, 'statement')
+    .filter((r) => r.session.id === vb.sessionId && r.statement.governed_setting_changed === true).map((r) => r.statement.command)
+  const recs = await waitForRecords(f.auditPath, (rs) => flaggedOf(rs).length >= 2)
+  t.same(flaggedOf(recs), ['SET', 'SELECT'], 'both changes are in the second session\'s records, flagged')
 
   const ra = await startRecord(va.sessionId)
   const rb = await startRecord(vb.sessionId)
@@ -441,7 +460,7 @@ t.test('cancel works on a reused connection', async (t) => {
   t.equal((await serverView(b.client)).pid, va.pid)
   const q = new pg.Query('select pg_sleep(30)')
   const result = new Promise<{ code?: string } | null>((resolve) => {
-    q.on('error', (e: { code?: string }) => resolve(e))
+    q.on('error', (e: Error & { code?: string }) => resolve(e))
     q.on('end', () => resolve(null))
   })
   b.client.query(q)
@@ -453,6 +472,50 @@ t.test('cancel works on a reused connection', async (t) => {
   t.equal((await result)?.code, '57014', 'the statement was cancelled')
   await endAndPool(b.client, 1)
 })
+
+t.test('on a reused connection, the previous session\'s cancel key does not cancel the next session\'s statement', async (t) => {
+  await emptyPool()
+  const a = await connect()
+  const va = await serverView(a.client)
+  const stale = { pid: keyOf(a.client).processID, secret: keyOf(a.client).secretKey }
+  await endAndPool(a.client, 1)
+  const b = await connect()
+  t.equal(keyOf(b.client).processID, stale.pid, 'the same backend, so the same pid')
+  // b waits on a lock held by a direct connection: it runs exactly as long as the test wants.
+  const holder = new pg.Client({ host: '127.0.0.1', port: f.pg.port, user: f.pg.superuser, password: f.pg.superuserPassword, database: 'appdb' })
+  await holder.connect()
+  await holder.query('select pg_advisory_lock(4712)')
+  const running = b.client.query('select pg_advisory_lock(4712) as locked').then(() => null, (e: { code?: string }) => e)
+  await waitFor('the statement to wait on the lock', async () =>
+    (await f.pg.query("select count(*)::int as n from pg_stat_activity where pid = $1 and wait_event_type = 'Lock'", [va.pid]))[0].n === 1)
+  await sendCancel(stale.pid, stale.secret) // resolves once the proxy has dealt with it (forwarded or not) and closed
+  await holder.query('select pg_advisory_unlock(4712)')
+  await holder.end()
+  t.equal(await running, null, 'the statement was not cancelled by the earlier session\'s key')
+  // The current key does cancel (so the stale one above was really refused, not lost).
+  const again = b.client.query('select pg_sleep(30)').then(() => null, (e: { code?: string }) => e)
+  await waitFor('the statement to run', async () =>
+    (await f.pg.query("select count(*)::int as n from pg_stat_activity where pid = $1 and wait_event = 'PgSleep'", [va.pid]))[0].n === 1)
+  await sendCancel(keyOf(b.client).processID, keyOf(b.client).secretKey)
+  t.equal((await again)?.code, '57014', 'the current session\'s key cancels')
+  await b.client.query('select pg_advisory_unlock_all()')
+  await endAndPool(b.client, 1)
+})
+
+/** Send a CancelRequest (plaintext, as libpq does); resolves once the proxy has closed the connection. */
+function sendCancel(pid: number, secret: number): Promise<void> {
+  return new Promise((resolve) => {
+    const b = Buffer.alloc(16)
+    b.writeInt32BE(16, 0)
+    b.writeInt32BE(80877102, 4)
+    b.writeInt32BE(pid | 0, 8)
+    b.writeInt32BE(secret | 0, 12)
+    const s = net.connect(f.proxy.port, '127.0.0.1', () => s.write(b))
+    s.on('error', () => undefined)
+    s.on('data', () => undefined)
+    s.once('close', () => resolve())
+  })
+}
 
 t.test('pgbench -C (libpq: Terminate, then close): sessions reuse a few backends, each session recorded', async (t) => {
   await emptyPool()

@@ -211,11 +211,11 @@ t.test('Execute with a row limit: a suspended portal run over several Executes i
   t.same(shape(await w.query('commit')), ['commandComplete(COMMIT)', 'readyForQuery(I)'])
   await w.end()
   const st = await statementsOf(t, sid)
-  t.same(st.map((s) => s.statement.text), ['begin', 'select g from generate_series(1, 10) g', 'commit'], 'one record for the whole portal run')
-  t.match(st[1]!, {
-    statement: { protocol: 'extended', prepared_name: 'g', portal: 'cur', in_transaction: true },
-    outcome: { status: 'ok', rows: 10, command_tag: tag },
-  })
+  const g = 'select g from generate_series(1, 10) g'
+  t.same(st.map((s) => s.statement.text), ['begin', g, g, g, g, 'commit'], 'one record per Execute the server ran')
+  t.same(st.slice(1, 5).map((s) => [s.outcome.rows, s.outcome.suspended ?? false, s.outcome.command_tag, s.outcome.portal_rows ?? null]),
+    [[3, true, null, null], [3, true, null, null], [3, true, null, null], [1, false, tag, 10]])
+  t.match(st[4]!, { statement: { protocol: 'extended', prepared_name: 'g', portal: 'cur', in_transaction: true }, outcome: { status: 'ok' } })
 })
 
 t.test('Execute with a row limit, pipelined: several Executes of one portal sent before any PortalSuspended → ONE record', async (t) => {
@@ -231,8 +231,10 @@ t.test('Execute with a row limit, pipelined: several Executes of one portal sent
   t.same(shape(await w.query('commit')), ['commandComplete(COMMIT)', 'readyForQuery(I)'])
   await w.end()
   const st = await statementsOf(t, sid)
-  t.same(st.map((s) => s.statement.text), ['begin', 'select g from generate_series(1, 10) g', 'commit'], 'one record for the whole portal run')
-  t.match(st[1]!, { statement: { portal: 'pc', in_transaction: true }, outcome: { status: 'ok', rows: 10, command_tag: 'SELECT 2' } })
+  const g = 'select g from generate_series(1, 10) g'
+  t.same(st.map((s) => s.statement.text), ['begin', g, g, g, 'commit'], 'one record per Execute, pipelined or not')
+  t.same(st.slice(1, 4).map((s) => [s.outcome.rows, s.outcome.command_tag, s.outcome.portal_rows ?? null]), [[4, null, null], [4, null, null], [2, 'SELECT 2', 10]])
+  t.match(st[3]!, { statement: { portal: 'pc', in_transaction: true }, outcome: { status: 'ok' } })
 })
 
 t.test('a suspended portal left unfinished is recorded once, with the rows it returned', async (t) => {
@@ -291,7 +293,7 @@ t.test('pipelined simple Queries and extended batches mixed, answered in order',
   t.same(st.map((s) => [s.statement.text, s.statement.protocol, s.outcome.status]), [
     ['select 1 as q1', 'simple', 'ok'],
     ['select $1::int * 2 as e1', 'extended', 'ok'],
-    ['select 1/0', 'simple', 'error'],
+    ['select 1/0;', 'simple', 'error'],
     ['select 2 as q2', 'simple', 'ok'],
   ])
 })
@@ -305,9 +307,10 @@ t.test('a deferred constraint failing at the implicit COMMIT of Sync: the failur
   t.same((await c.query('select count(*)::int as n from deferred_ext')).rows, [{ n: 0 }], 'nothing was committed')
   await c.end()
   const st = await statementsOf(t, sid)
-  t.equal(st[1]!.statement.text, 'insert into deferred_ext values ($1), ($1)')
-  t.ok(st.some((s) => s.outcome.sqlstate === '23505'),
-    'a record carries sqlstate 23505 (today the INSERT is recorded as ok "INSERT 0 2" and the commit failure is dropped)')
+  t.match(st[1]!, { statement: { text: 'insert into deferred_ext values ($1), ($1)', transaction: { kind: 'implicit' } }, outcome: { status: 'ok', command_tag: 'INSERT 0 2' } })
+  const end = recordsOfType(await readValidAuditLog(f.auditPath), 'transaction.end').find((e) => e.session.id === sid)
+  t.match(end?.transaction, { outcome: 'rolled_back', cause: 'commit_failed', first_seq: st[1]!.statement.seq, last_seq: st[1]!.statement.seq },
+    'the transaction.end says the INSERT was rolled back at the commit')
 })
 
 /** FunctionCall ('F') with text arguments and a text result. */

@@ -56,7 +56,7 @@ t.test('multi-statement simple query: one record per statement, texts split, row
   const { statements } = await closeAndRead(t, c, sid)
   const st = afterShow(statements)
   t.equal(st.length, 3, 'three statement records')
-  t.same(st.map((s) => s.statement.text), ['create table a(x int)', 'insert into a values (1),(2)', 'select * from a'])
+  t.same(st.map((s) => s.statement.text), ['create table a(x int);', ' insert into a values (1),(2);', ' select * from a'], 'the texts partition the Query exactly')
   t.same(st.map((s) => s.statement.command), ['CREATE TABLE', 'INSERT', 'SELECT'])
   t.same(st.map((s) => s.outcome.command_tag), ['CREATE TABLE', 'INSERT 0 2', 'SELECT 2'])
   t.same(st.map((s) => s.outcome.rows), [null, 2, 2])
@@ -100,7 +100,7 @@ t.test('a failing statement mid-string: earlier ones recorded ok, the failing on
   t.same((await c.query('select 3 as v')).rows, [{ v: 3 }])
   const { statements, end } = await closeAndRead(t, c, sid)
   const st = afterShow(statements)
-  t.same(st.map((s) => s.statement.text), ['select 1', 'select 1/0', 'select 3 as v'], 'no record for the skipped "select 2"')
+  t.same(st.map((s) => s.statement.text), ['select 1;', ' select 1/0;', 'select 3 as v'], 'no record for the skipped "select 2"')
   t.match(st[0]!.outcome, { status: 'ok', command_tag: 'SELECT 1', rows: 1, sqlstate: null })
   t.match(st[1]!.outcome, { status: 'error', sqlstate: '22012', command_tag: null })
   t.match(st[1]!.outcome.message, /division by zero/)
@@ -163,11 +163,11 @@ t.test('explicit transaction blocks set statement.in_transaction', async (t) => 
     ['select * from tx', true],
     ['COMMIT', true],
     ['select 1 as after_commit', false],
-    ['begin', false],
-    ['insert into tx values (2)', true],
-    ['update tx set x = x + 10', true],
-    ['commit', true],
-    ['select count(*) from tx', false],
+    ['begin;', false],
+    [' insert into tx values (2);', true],
+    [' update tx set x = x + 10;', true],
+    [' commit;', true],
+    [' select count(*) from tx', false],
     ['begin', false],
     ['select 1/0', true],
     ['select 1', true],
@@ -181,6 +181,20 @@ t.test('explicit transaction blocks set statement.in_transaction', async (t) => 
   ])
   t.same(st.map((s) => s.statement.command).slice(0, 5), ['CREATE TABLE', 'BEGIN', 'INSERT', 'SELECT', 'COMMIT'])
   t.match(st[13]!.outcome, { status: 'error', sqlstate: '25P02' })
+  t.same(st.map((s) => s.statement.transaction.kind), [
+    'autocommit', 'explicit', 'explicit', 'explicit', 'explicit', 'autocommit',
+    'explicit', 'explicit', 'explicit', 'explicit', 'implicit',
+    'explicit', 'explicit', 'explicit', 'explicit', 'autocommit',
+  ])
+  const ends = recordsOfType(await readValidAuditLog(f.auditPath), 'transaction.end').filter((e) => e.session.id === sid)
+  const numbers = (i: number) => st[i]!.statement.transaction.number
+  t.same(ends.map((e) => [e.transaction.outcome, e.transaction.cause, e.transaction.first_seq, e.transaction.last_seq]), [
+    ['committed', 'commit', st[1]!.statement.seq, st[4]!.statement.seq],
+    ['committed', 'commit', st[6]!.statement.seq, st[9]!.statement.seq],
+    ['committed', 'implicit_commit', st[10]!.statement.seq, st[10]!.statement.seq],
+    ['rolled_back', 'rollback', st[11]!.statement.seq, st[14]!.statement.seq],
+  ])
+  t.same(ends.map((e) => e.transaction.number), [numbers(1), numbers(6), numbers(10), numbers(11)])
 })
 
 t.test('a deferred constraint failing at the implicit COMMIT: the statement is recorded as the error', async (t) => {
@@ -193,10 +207,13 @@ t.test('a deferred constraint failing at the implicit COMMIT: the statement is r
   const st = afterShow(statements)
   t.same(st.map((s) => [s.statement.text, s.outcome.status, s.outcome.sqlstate]), [
     ['create table deferred_simple(x int unique deferrable initially deferred)', 'ok', null],
-    ['insert into deferred_simple values (1)', 'ok', null],
-    ['insert into deferred_simple values (1)', 'error', '23505'],
+    ['insert into deferred_simple values (1);', 'ok', null],
+    [' insert into deferred_simple values (1)', 'error', '23505'],
     ['select count(*)::int as n from deferred_simple', 'ok', null],
   ])
+  // The first INSERT's "ok" is not final: its implicit transaction was rolled back.
+  const end = recordsOfType(await readValidAuditLog(f.auditPath), 'transaction.end').find((e) => e.session.id === sid)
+  t.match(end?.transaction, { outcome: 'rolled_back', cause: 'implicit_failure', first_seq: st[1]!.statement.seq, last_seq: st[2]!.statement.seq })
 })
 
 t.test('statement.seq is 1..n per session and session.end counts statements and bytes', async (t) => {

@@ -6,8 +6,11 @@ import t from 'tap'
 import { startFixture } from '../helpers/proxy.js'
 import { readValidAuditLog, recordsOfType, waitForRecords } from '../helpers/audit.js'
 
-t.test('governed settings cannot be changed by the client', async (t) => {
-  const f = await startFixture({ pg: { settings: { log_statement: 'all' } } })
+/** Opt-in refusal of changes to governed settings (the default records them: governed-settings.test.ts). */
+const REFUSE = 'session: { governed_settings: refuse }'
+
+t.test('governed settings cannot be changed by the client (session.governed_settings: refuse)', async (t) => {
+  const f = await startFixture({ pg: { settings: { log_statement: 'all' } }, extraYaml: REFUSE })
   t.teardown(() => f.stop())
   const c = await f.client()
   const sid = (await c.query('show pgwitness.session_id')).rows[0]['pgwitness.session_id'] as string
@@ -59,8 +62,8 @@ t.test('governed settings cannot be changed by the client', async (t) => {
     "select pg_catalog.set_config('pgwitness.session_id', 'x', false)",
     'select set_config($1, $2, false)',
     "do $$ begin perform set_config('application_name', 'x', false); end $$",
-    'select 1 as first',
-    "set application_name = 'x'",
+    'select 1 as first;',
+    " set application_name = 'x'",
     "set local application_name = 'x'",
   ])
   for (const d of denied) {
@@ -75,7 +78,7 @@ t.test('governed settings cannot be changed by the client', async (t) => {
 })
 
 t.test('psql and pgbench get the same refusal', async (t) => {
-  const f = await startFixture()
+  const f = await startFixture({ extraYaml: REFUSE })
   t.teardown(() => f.stop())
   const env = f.libpqEnv(await f.token())
   const run = (cmd: string, args: string[], extraEnv: NodeJS.ProcessEnv = {}) => new Promise<{ code: number; out: string }>((resolve) => {
@@ -94,7 +97,7 @@ t.test('psql and pgbench get the same refusal', async (t) => {
   const recs = await waitForRecords(f.auditPath, (rs) => recordsOfType(rs, 'session.end').length >= 2)
   readValidAuditLog(f.auditPath)
   const denied = recordsOfType(recs, 'statement').filter((r) => r.outcome.status === 'denied').map((r) => r.statement.text)
-  t.same(denied, ["set application_name = 'psql-spoof'", "SET pgwitness.session_id = 'forged'"])
+  t.same(denied, ["set application_name = 'psql-spoof'", "SET pgwitness.session_id = 'forged';"])
   // Every record of each session carries that session's own id.
   for (const start of recordsOfType(recs, 'session.start')) {
     const mine = recs.filter((r) => 'session' in r && (r as { connection: { id: string } }).connection.id === start.connection!.id)

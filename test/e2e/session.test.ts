@@ -11,7 +11,7 @@ import pg from 'pg'
 import { serverView } from '../helpers/server-view.js'
 import { startFixture, type Fixture } from '../helpers/proxy.js'
 import { readValidAuditLog, recordsOfType, waitForRecords, type RecordOfType } from '../helpers/audit.js'
-import type { AuditRecord } from '../../src/audit/types.js'
+import type { AuditRecord } from '../../src/evidence/types.js'
 
 const UUIDV7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/
 

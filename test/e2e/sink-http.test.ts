@@ -9,7 +9,7 @@
  */
 import { rmSync } from 'node:fs'
 import t from 'tap'
-import type { AuditRecord } from '../../src/audit/types.js'
+import type { AuditRecord } from '../../src/evidence/types.js'
 import { startHttpReceiver, type ReceivedRequest } from '../helpers/http-receiver.js'
 import { startFixture } from '../helpers/proxy.js'
 import { endSession, readWholeLog, statementsThroughOutage, until } from '../helpers/sink-outage.js'

@@ -16,7 +16,7 @@ t.test('a token-authenticated pg client runs statements and each is recorded', a
   const recs = await waitForRecords(f.auditPath, (rs) => rs.some((x) => x.type === 'session.end'))
   readValidAuditLog(f.auditPath)
   const st = recordsOfType(recs, 'statement')
-  t.same(st.map((s) => s.statement.text), ['select 1 as one', 'create table t(a int)', 'insert into t values (1),(2)', 'select a from t where a > $1 order by a'])
+  t.same(st.map((s) => s.statement.text), ['select 1 as one', 'create table t(a int);', ' insert into t values (1),(2)', 'select a from t where a > $1 order by a'])
   t.same(st.map((s) => s.outcome.rows), [1, null, 2, 2])
 })
 

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs'
 import Ajv2020Module from 'ajv/dist/2020.js'
 import addFormatsModule from 'ajv-formats'
 import type { ErrorObject, ValidateFunction } from 'ajv'
-import type { AuditRecord } from '../../src/audit/types.js'
+import type { AuditRecord } from '../../src/evidence/types.js'
 
 // ajv and ajv-formats are CommonJS; under NodeNext the default import is
 // `module.exports`, whose `.default` is the real export (they are the same

@@ -1,4 +1,4 @@
-/** Run the pgwitness CLI from source (no build needed) as a child process. */
+/** Child processes in tests: the pgwitness CLI from source (no build needed), and other programs (psql, pgbench…). */
 import { spawn, type ChildProcess } from 'node:child_process'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -40,5 +40,28 @@ export function waitForOutput(p: ChildProcess, re: RegExp, timeoutMs = 30_000): 
       clearTimeout(timer)
       reject(new Error(`exited with ${code} before ${re}; output:\n${seen}`))
     })
+  })
+}
+
+export interface ProgramRun {
+  code: number | null
+  stdout: string
+  stderr: string
+}
+
+/** Run a program to its end with `input` on its stdin (null: no stdin); its output as text. */
+export function runProgram(cmd: string, args: string[], env: NodeJS.ProcessEnv, input: string | null = ''): Promise<ProgramRun> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(cmd, args, { env, stdio: [input === null ? 'ignore' : 'pipe', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    p.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d))
+    p.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d))
+    p.on('error', reject)
+    p.on('close', (code) => resolve({ code, stdout, stderr }))
+    if (input !== null) {
+      p.stdin!.on('error', () => undefined)
+      p.stdin!.end(input)
+    }
   })
 }

@@ -36,6 +36,8 @@ export interface Fixture {
 export interface FixtureOptions {
   /** Extra YAML appended to the generated config (top-level keys). */
   extraYaml?: string
+  /** Extra keys under identity: (indented two spaces), e.g. approvals. */
+  identityYaml?: string
   /** Replace the generated policy section. */
   policyYaml?: string
   /** Replace the generated audit section. */
@@ -71,6 +73,7 @@ identity:
       audience: ${DEV_AUDIENCE}
       jwks_file: ${issuer.jwksPath}
       record_claims: [team, "kubernetes.io.namespace"]
+${opts.identityYaml ?? ''}
 upstream:
   host: 127.0.0.1
   port: ${cluster.port}
@@ -90,7 +93,10 @@ ${opts.policyYaml ?? `policy:
 ${opts.auditYaml ?? `audit:
   log: ${auditPath}
   durability: strict
-  fsync_interval: 20ms`}
+  fsync_interval: 20ms
+  # Tests here look up each refused attempt's own record: every failure is written.
+  # Summaries (the default) are tested in e2e/auth-failure-summary.test.ts.
+  auth_failure_summary: { window: 0s }`}
 limits:
 ${opts.limitsYaml ?? '  handshake_timeout: 10s'}
 log: { level: ${process.env.PGW_TEST_LOG ?? 'warn'} }

@@ -3,8 +3,8 @@
  * unit tests of the sink code (follower, formats, OCSF) that need records
  * without running a proxy.
  */
-import { AuditChain, EMPTY_HEAD, type ChainHead, type SealedRecord } from '../../src/audit/chain.js'
-import type { AuditRecordBody, IdentityInfo, StatementRecord, Unchained } from '../../src/audit/types.js'
+import { AuditChain, EMPTY_HEAD, type ChainHead, type SealedRecord } from '../../src/ledger/chain.js'
+import type { AuditRecordBody, IdentityInfo, StatementRecord, Unchained } from '../../src/evidence/types.js'
 
 export const proxy = { instance: 'pgw-test', version: '0.1.0' }
 export const connection = { id: 'c-1', client: { address: '10.0.0.7', port: 53122 }, tls: { version: 'TLSv1.3', cipher: 'TLS_AES_256_GCM_SHA384', client_cert_sha256: null } }
@@ -44,7 +44,7 @@ export function statement(command: string, text: string, o: Partial<StatementRec
     upstream,
     statement: {
       seq: 1, protocol: 'simple', text, text_truncated: false, parameters: null, prepared_name: null, portal: null,
-      function_oid: null, command, classes, objects: [{ type: 'table', schema: 'public', name: 'accounts' }], in_transaction: false,
+      function_oid: null, command, classes, objects: [{ type: 'table', schema: 'public', name: 'accounts' }], in_transaction: false, transaction: { number: 1, kind: 'autocommit' },
     },
     outcome: {
       status: 'ok', command_tag: 'SELECT 1', rows: 1, sqlstate: null, message: null,

@@ -6,8 +6,8 @@
 import type net from 'node:net'
 import type pg from 'pg'
 import { readFileSync } from 'node:fs'
-import { listLogFiles } from '../../src/audit/log-files.js'
-import type { AuditRecord } from '../../src/audit/types.js'
+import { listLogFiles } from '../../src/ledger/log-files.js'
+import type { AuditRecord } from '../../src/evidence/types.js'
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 

@@ -1,6 +1,6 @@
 /**
  * schema/audit-record.v1.json: hand-written examples of every record type
- * (typed against src/audit/types.ts, so the compiler checks them too) must
+ * (typed against src/evidence/types.ts, so the compiler checks them too) must
  * validate; broken variants must not.
  */
 import t from 'tap'
@@ -25,11 +25,12 @@ import {
   type ProxyInfo,
   type ProxyStartRecord,
   type SessionEndRecord,
+  type TransactionEndRecord,
   type SessionInfo,
   type SessionStartRecord,
   type StatementRecord,
   type UpstreamInfo,
-} from '../../src/audit/types.js'
+} from '../../src/evidence/types.js'
 
 const HEX64 = 'a'.repeat(64)
 const proxy: ProxyInfo = { instance: 'pgw-1', version: '0.1.0' }
@@ -116,6 +117,15 @@ const authFailureNoIdentity: AuthFailureRecord = {
   requested: { user: null, database: null, application_name: null },
   identity: null,
 }
+/** A summary of repeated failures of one key (audit/auth-failure-summary.ts). */
+const authFailureSummary: AuthFailureRecord = {
+  ...authFailure,
+  ...env(),
+  detail: '57 more failures (token_expired) from 10.0.0.7 between … and …, counted instead of recorded one by one; the last: token expired',
+  count: 57,
+  first_time: '2026-11-26T06:00:01.000001Z',
+  last_time: '2026-11-26T06:00:59.999999Z',
+}
 const sessionStart: SessionStartRecord = {
   ...env(),
   type: 'session.start',
@@ -147,6 +157,7 @@ const statementSimple: StatementRecord = {
     classes: ['READ'],
     objects: [{ type: 'table', schema: 'public', name: 'accounts' }],
     in_transaction: false,
+    transaction: { number: 1, kind: 'autocommit' },
   },
   outcome: {
     status: 'ok',
@@ -180,6 +191,7 @@ const statementExtended: StatementRecord = {
     classes: ['WRITE'],
     objects: [{ type: 'table', schema: null, name: 'accounts' }],
     in_transaction: true,
+    transaction: { number: 2, kind: 'explicit' },
   },
   outcome: {
     status: 'error',
@@ -213,6 +225,11 @@ const statementFastpath: StatementRecord = {
   },
   outcome: { ...statementSimple.outcome, status: 'unknown', command_tag: null, rows: null, duration_us: null },
 }
+const statementGovernedSetting: StatementRecord = {
+  ...statementSimple,
+  ...env(),
+  statement: { ...statementSimple.statement, seq: 5, text: "SET application_name = 'x'", command: 'SET', classes: ['MISC_SET'], objects: [], governed_setting_changed: true },
+}
 const sessionEnd: SessionEndRecord = {
   ...env(),
   type: 'session.end',
@@ -227,6 +244,38 @@ const sessionEnd: SessionEndRecord = {
   statements: 4,
   bytes_in: 1024,
   bytes_out: 65536,
+}
+const statementServerSplit: StatementRecord = {
+  ...statementSimple,
+  ...env(),
+  statement: { ...statementSimple.statement, seq: 5, text: "SELECT E'\\x95'; SET x = 1", split: 'server', command: 'SET', classes: [], objects: [], transaction: { number: 3, kind: 'implicit' } },
+  outcome: { ...statementSimple.outcome, command_tag: 'SET', rows: null },
+}
+const statementSuspended: StatementRecord = {
+  ...statementSimple,
+  ...env(),
+  statement: { ...statementSimple.statement, seq: 6, protocol: 'extended', transaction: { number: 4, kind: 'explicit' } },
+  outcome: { ...statementSimple.outcome, command_tag: null, rows: 100, suspended: true },
+}
+const statementPortalLast: StatementRecord = {
+  ...statementSuspended,
+  ...env(),
+  outcome: { ...statementSimple.outcome, command_tag: 'SELECT 7', rows: 7, portal_rows: 107 },
+}
+const transactionEnd: TransactionEndRecord = {
+  ...env(),
+  type: 'transaction.end',
+  proxy,
+  connection,
+  session,
+  identity,
+  upstream,
+  transaction: { number: 4, outcome: 'committed', cause: 'commit', gid: null, first_seq: 6, last_seq: 9, undone_seqs: [{ first: 7, last: 8, savepoint: 'a' }] },
+}
+const transactionPrepared: TransactionEndRecord = {
+  ...transactionEnd,
+  ...env(),
+  transaction: { number: 5, outcome: 'prepared', cause: 'prepare', gid: 'tx-42', first_seq: 10, last_seq: 12, undone_seqs: [] },
 }
 const sessionEndShutdown: SessionEndRecord = { ...sessionEnd, ...env(), reason: 'proxy_shutdown', detail: 'SIGTERM' }
 const checkpoint = {
@@ -245,19 +294,69 @@ const checkpoint = {
   },
 }
 
+const statementDeniedByRule: StatementRecord = {
+  ...statementSimple,
+  ...env(),
+  outcome: { ...statementSimple.outcome, status: 'denied', command_tag: null, rows: null, sqlstate: '42501', message: 'pgwitness: statement denied by policy rule "app" (deny[0]: class DDL)' },
+  policy: {
+    denied_by: { rule: 'app', statement_rule: 'deny[0]', matched: 'class DDL, command DROP TABLE' },
+    would_deny: [{ rule: 'app', statement_rule: 'no-pii', matched: 'object pii.users' }],
+    claims: { change_ticket: 'CHG-1234' },
+  },
+}
+
+const approval = { id: 'apr-0193', ticket: 'CHG-4711', approver: 'carol@example.com', issuer: 'https://change.example.com', expires_at: '2026-11-26T06:38:42.000000Z' }
+const sessionStartApproved: SessionStartRecord = { ...sessionStart, ...env(), approval }
+const statementApproved: StatementRecord = { ...statementSimple, ...env(), approval }
+const transactionEndApproved: TransactionEndRecord = { ...transactionEnd, ...env(), approval }
+const sessionEndApprovalExpired: SessionEndRecord = { ...sessionEnd, ...env(), approval, reason: 'approval_expired', detail: 'the session ended because its approval expired' }
+const authFailureApprovalNotBound: AuthFailureRecord = { ...authFailure, ...env(), reason: 'approval_not_bound', detail: 'the approval (apr-0193) was granted to another subject', approval }
+/** A replication session: session.replication on every record, class REPLICATION, streamed counts at the end. */
+const replicationSession = { ...session, replication: 'physical' as const }
+const statementReplication: StatementRecord = {
+  ...statementSimple,
+  ...env(),
+  session: replicationSession,
+  statement: { ...statementSimple.statement, text: 'START_REPLICATION SLOT "s" LOGICAL 0/0', command: 'START_REPLICATION', classes: ['REPLICATION'], objects: [] },
+  outcome: { ...statementSimple.outcome, command_tag: 'START_REPLICATION', rows: null },
+}
+const sessionEndReplication: SessionEndRecord = {
+  ...sessionEnd,
+  ...env(),
+  session: replicationSession,
+  streamed: { from_client: { messages: 12, bytes: 408 }, from_server: { messages: 3020, bytes: 16777216 } },
+}
+const authFailureReplication = { ...authFailure, ...env(), reason: 'replication_not_allowed' as const }
+
 const valid: Record<string, AuditRecord | typeof checkpoint> = {
+  statementReplication,
+  sessionEndReplication,
+  authFailureReplication,
   proxyStart,
   proxyStop,
   authFailure,
   authFailureNoIdentity,
+  authFailureSummary,
   sessionStart,
   statementSimple,
   statementExtended,
   statementOmit,
   statementFastpath,
+  statementServerSplit,
+  statementSuspended,
+  statementPortalLast,
+  statementDeniedByRule,
+  transactionEnd,
+  transactionPrepared,
+  statementGovernedSetting,
   sessionEnd,
   sessionEndShutdown,
   checkpoint,
+  sessionStartApproved,
+  statementApproved,
+  transactionEndApproved,
+  sessionEndApprovalExpired,
+  authFailureApprovalNotBound,
 }
 
 t.test('schema file is draft 2020-12 with the agreed $id', async (t) => {
@@ -276,7 +375,7 @@ t.test('valid examples of every record type pass', async (t) => {
   }
   t.same(
     [...types].sort(),
-    ['auth.failure', 'checkpoint', 'proxy.start', 'proxy.stop', 'session.end', 'session.start', 'statement'],
+    ['auth.failure', 'checkpoint', 'proxy.start', 'proxy.stop', 'session.end', 'session.start', 'statement', 'transaction.end'],
     'every record type is covered',
   )
 })
@@ -312,7 +411,13 @@ const invalid: Array<[string, unknown, RegExp]> = [
   ['wrong statement class', broken(statementSimple, (r) => (r.statement.classes = ['SELECT'])), /classes/],
   ['wrong identity.method', broken(sessionStart, (r) => (r.identity.method = 'password')), /method/],
   ['wrong auth.failure reason', broken(authFailure, (r) => (r.reason = 'bad_token')), /reason/],
+  ['auth.failure summary count 0', broken(authFailureSummary, (r) => (r.count = 0)), /count/],
+  ['auth.failure summary without last_time', broken(authFailureSummary, (r) => delete r.last_time), /last_time/],
+  ['auth.failure first_time without count', broken(authFailure, (r) => (r.first_time = '2026-11-26T06:00:01.000001Z')), /count/],
   ['wrong session.end reason', broken(sessionEnd, (r) => (r.reason = 'closed')), /reason/],
+  ['wrong session.replication', broken(sessionEndReplication, (r) => (r.session.replication = 'database')), /replication/],
+  ['session.end streamed without from_client', broken(sessionEndReplication, (r) => delete r.streamed.from_client), /from_client/],
+  ['session.end streamed bytes negative', broken(sessionEndReplication, (r) => (r.streamed.from_server.bytes = -1)), /bytes/],
   ['time without microseconds', broken(sessionStart, (r) => (r.time = '2026-11-26T05:38:42.123Z')), /\/time/],
   ['time with offset', broken(sessionStart, (r) => (r.time = '2026-11-26T05:38:42.123456+00:00')), /\/time/],
   ['time with bad month', broken(sessionStart, (r) => (r.time = '2026-13-26T05:38:42.123456Z')), /\/time/],
@@ -322,6 +427,7 @@ const invalid: Array<[string, unknown, RegExp]> = [
   ['id with bad variant', broken(sessionStart, (r) => (r.id = '01936a4e-7d2c-7abc-cdef-0123456789ab')), /\/id/],
   ['id uppercase', broken(sessionStart, (r) => (r.id = '01936A4E-7D2C-7ABC-8DEF-0123456789AB')), /\/id/],
   ['session.id not UUIDv7', broken(sessionStart, (r) => (r.session.id = 'abc')), /\/session\/id/],
+  ['governed_setting_changed false (the field is present only when true)', broken(statementGovernedSetting, (r) => (r.statement.governed_setting_changed = false)), /governed_setting_changed/],
   ['extra field in outcome', broken(statementSimple, (r) => (r.outcome.row_count = 1)), /row_count/],
   ['extra top-level field', broken(sessionStart, (r) => (r.statement = {})), /statement/],
   ['extra field in identity', broken(sessionStart, (r) => (r.identity.subjet = 'x')), /subjet/],
@@ -346,6 +452,10 @@ const invalid: Array<[string, unknown, RegExp]> = [
   ['audience not an array', broken(sessionStart, (r) => (r.identity.audience = 'pgwitness')), /audience/],
   ['claims not an object', broken(sessionStart, (r) => (r.identity.claims = 'ns=billing')), /claims/],
   ['checkpoint with connection', broken(checkpoint, (r) => (r.connection = connection)), /connection/],
+  ['approval without ticket', broken(sessionStartApproved, (r) => delete r.approval.ticket), /ticket/],
+  ['approval with an extra field', broken(statementApproved, (r) => (r.approval.token = 'eyJ')), /token/],
+  ['approval expires_at not a time', broken(sessionStartApproved, (r) => (r.approval.expires_at = 1732599522)), /expires_at/],
+  ['unknown approval reason', broken(authFailureApprovalNotBound, (r) => (r.reason = 'approval_bad')), /reason/],
   ['checkpoint with bad time', broken(checkpoint, (r) => (r.time = 'yesterday')), /time/],
 ]
 

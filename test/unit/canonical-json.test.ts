@@ -1,5 +1,5 @@
 /**
- * src/audit/canonical-json.ts against RFC 8785 (JSON Canonicalization
+ * src/ledger/canonical-json.ts against RFC 8785 (JSON Canonicalization
  * Scheme): the RFC's own examples and its Appendix B number table, and the
  * test data of the RFC author's reference implementations
  * (cyberphone/json-canonicalization testdata: arrays, french, structures,
@@ -7,7 +7,7 @@
  */
 import fc from 'fast-check'
 import t from 'tap'
-import { canonicalize, CanonicalJsonError, toIJson, deepFreeze } from '../../src/audit/canonical-json.js'
+import { canonicalize, CanonicalJsonError, toIJson, deepFreeze } from '../../src/ledger/canonical-json.js'
 
 /** A double from its IEEE 754 bits, as the RFC's table gives them. */
 function fromBits(hex: string): number {

@@ -1,7 +1,7 @@
 /**
- * The audit hash chain (src/audit/chain.ts), its writer (AuditChainer and
- * FileAuditSink in src/audit/log.ts: sealing, continuing a log, torn tails)
- * and its verifier (src/audit/verify.ts): every kind of tampering the chain
+ * The audit hash chain (src/ledger/chain.ts), its writer (AuditChainer and
+ * FileAuditSink in src/ledger/log.ts: sealing, continuing a log, torn tails)
+ * and its verifier (src/ledger/verify.ts): every kind of tampering the chain
  * can show, with the line and reason reported, and the two it cannot
  * (a rewritten tail with a recomputed chain, a tail cut at a line boundary),
  * which signed checkpoints will catch.
@@ -14,13 +14,13 @@ import { Writable } from 'node:stream'
 import fc from 'fast-check'
 import pino from 'pino'
 import t from 'tap'
-import { canonicalize } from '../../src/audit/canonical-json.js'
-import { AuditChain, canonicalLine, chainShapeProblem, EMPTY_HEAD, GENESIS_HASH, recordParts, type ChainHead } from '../../src/audit/chain.js'
-import { AuditChainer, AuditFanout, FileAuditSink, StdoutAuditSink, type AuditRecordWriter } from '../../src/audit/log.js'
-import { authFailureRecord, proxyLifecycleRecord, sessionEndRecord, sessionStartRecord, statementRecord, type SessionContext } from '../../src/audit/records.js'
-import type { AuditRecord, AuditRecordBody } from '../../src/audit/types.js'
-import { CanonicalLineScanner } from '../../src/audit/canonical-scan.js'
-import { verifyChain, type VerifyReason } from '../../src/audit/verify.js'
+import { canonicalize } from '../../src/ledger/canonical-json.js'
+import { AuditChain, canonicalLine, chainShapeProblem, EMPTY_HEAD, GENESIS_HASH, recordParts, type ChainHead } from '../../src/ledger/chain.js'
+import { AuditChainer, AuditFanout, FileAuditSink, StdoutAuditSink, type AuditRecordWriter } from '../../src/ledger/log.js'
+import { authFailureRecord, proxyLifecycleRecord, sessionEndRecord, sessionStartRecord, statementRecord, type SessionContext } from '../../src/evidence/records.js'
+import type { AuditRecord, AuditRecordBody } from '../../src/evidence/types.js'
+import { CanonicalLineScanner } from '../../src/ledger/canonical-scan.js'
+import { verifyChain, type VerifyReason } from '../../src/ledger/verify.js'
 import type { ObservedStatement } from '../../src/session/statement-tracker.js'
 import { assertValidRecord } from '../helpers/audit.js'
 
@@ -51,6 +51,7 @@ const ctx: SessionContext = {
 
 function stmt(i: number, text = `SELECT ${i} AS "n", 'tab\there' AS s`): ObservedStatement {
   return {
+    key: i,
     protocol: i % 2 === 0 ? 'extended' : 'simple',
     text,
     textTruncated: false,
@@ -62,7 +63,12 @@ function stmt(i: number, text = `SELECT ${i} AS "n", 'tab\there' AS s`): Observe
     classes: ['READ'],
     objects: [],
     node: null,
+    seq: i,
+    split: 'parser', governedSettingChanged: false, textOrigin: null, policy: null,
     inTransaction: false,
+    transaction: { number: i, kind: 'autocommit' },
+    suspended: false,
+    portalRows: null,
     status: 'ok',
     commandTag: 'SELECT 1',
     rows: 1,
@@ -78,7 +84,7 @@ function bodies(n: number): AuditRecordBody[] {
   const out: AuditRecordBody[] = [proxyLifecycleRecord('proxy.start', proxy, { configSha256: 'a'.repeat(64), listen: '127.0.0.1:6432', checkpointKeyId: null })]
   out.push(authFailureRecord(proxy, ctx.connection, { method: 'jwt', reason: 'token_expired', detail: 'expired', requested: { user: 'app', database: 'appdb', application_name: null }, identity: null }))
   out.push(sessionStartRecord(ctx))
-  for (let i = 1; out.length < n - 1; i++) out.push(statementRecord(ctx, i, stmt(i)))
+  for (let i = 1; out.length < n - 1; i++) out.push(statementRecord(ctx, stmt(i)))
   out.push(sessionEndRecord(ctx, { reason: 'client_closed', detail: null, durationMs: 12, statements: n - 4, bytesIn: 100, bytesOut: 200 }))
   return out.slice(0, n)
 }
@@ -324,7 +330,7 @@ t.test('verify: several files are one log, in order', async (t) => {
 })
 
 t.test('verify: a line longer than the read chunk, split across chunks', async (t) => {
-  const big = statementRecord(ctx, 1, stmt(1, 'SELECT ' + "'é€😀'||".repeat(700_000) + "''"))
+  const big = statementRecord(ctx, stmt(1, 'SELECT ' + "'é€😀'||".repeat(700_000) + "''"))
   const { lines } = sealAll([...bodies(3), big, ...bodies(3)])
   const file = writeLines(lines)
   const r = await verifyChain([file])
@@ -473,7 +479,7 @@ t.test('writer: a log whose last line is not a chained record is refused (the ch
 
 t.test('writer: the end of a large file is found without reading all of it, across chunk boundaries', async (t) => {
   const file = tmp()
-  const huge = statementRecord(ctx, 1, stmt(1, 'SELECT ' + 'x'.repeat(300_000)))
+  const huge = statementRecord(ctx, stmt(1, 'SELECT ' + 'x'.repeat(300_000)))
   await writeThrough(file, [...bodies(3), huge])
   const sink = await writeThrough(file, bodies(1))
   t.equal(sink.head.seq, 4)
@@ -498,7 +504,7 @@ t.test('writer: file and stdout get the same sealed record and the same line', a
     fileSink = await FileAuditSink.open(file, pino({ level: 'silent' }), 1000)
     const both = new AuditChainer(new AuditFanout([fileSink, new StdoutAuditSink()]), fileSink.head)
     both.append(sessionStartRecord(ctx))
-    both.append(statementRecord(ctx, 1, stmt(1)))
+    both.append(statementRecord(ctx, stmt(1)))
     await fileSink.close()
   } finally {
     process.stdout.write = write

@@ -1,6 +1,6 @@
 /**
- * Signed checkpoints (src/audit/checkpoint.ts) written by the AuditChainer,
- * rotation of the log file (FileAuditSink, src/audit/log-files.ts), and what
+ * Signed checkpoints (src/ledger/checkpoint.ts) written by the AuditChainer,
+ * rotation of the log file (FileAuditSink, src/ledger/log-files.ts), and what
  * `verify` makes of them: a tail rewritten with a recomputed chain is caught
  * by the signatures, a tail with its checkpoints removed is reported as
  * unsigned, and rotated files verify as one chain.
@@ -11,15 +11,15 @@ import os from 'node:os'
 import path from 'node:path'
 import pino from 'pino'
 import t from 'tap'
-import { AuditChain, EMPTY_HEAD } from '../../src/audit/chain.js'
+import { AuditChain, EMPTY_HEAD } from '../../src/ledger/chain.js'
 import {
   checkCheckpoint, loadCheckpointPublicKeys, loadCheckpointSigningKey, signCheckpoint, writeCheckpointKeyPair,
-} from '../../src/audit/checkpoint.js'
-import { listLogFiles, rotatedLogPath } from '../../src/audit/log-files.js'
-import { AuditChainer, FileAuditSink, type CheckpointSchedule, type RotationPolicy } from '../../src/audit/log.js'
-import { proxyLifecycleRecord } from '../../src/audit/records.js'
-import type { AuditRecord, AuditRecordBody } from '../../src/audit/types.js'
-import { verifyChain } from '../../src/audit/verify.js'
+} from '../../src/ledger/checkpoint.js'
+import { listLogFiles, rotatedLogPath } from '../../src/ledger/log-files.js'
+import { AuditChainer, FileAuditSink, type CheckpointSchedule, type RotationPolicy } from '../../src/ledger/log.js'
+import { proxyLifecycleRecord } from '../../src/evidence/records.js'
+import type { AuditRecord, AuditRecordBody } from '../../src/evidence/types.js'
+import { verifyChain } from '../../src/ledger/verify.js'
 import { assertValidRecord } from '../helpers/audit.js'
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'pgw-checkpoint-'))

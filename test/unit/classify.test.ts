@@ -1,7 +1,7 @@
 import t from 'tap'
 import fc from 'fast-check'
-import { loadSqlParser, splitStatements } from '../../src/audit/split.js'
-import { classifyStatement, type AuditClass, type StatementObject } from '../../src/audit/classify/index.js'
+import { loadSqlParser, splitStatements } from '../../src/classify/split.js'
+import { classifyStatement, type AuditClass, type StatementObject } from '../../src/classify/index.js'
 
 t.before(() => loadSqlParser())
 

@@ -5,8 +5,9 @@ import { hostname, tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { ConfigError, loadConfig, parseConfig } from '../../src/config/load.js'
+import { ConfigErrors } from '../../src/config/problems.js'
 import { parseDuration, parseListen, parseSize } from '../../src/config/units.js'
-import { writeCheckpointKeyPair } from '../../src/audit/checkpoint.js'
+import { writeCheckpointKeyPair } from '../../src/ledger/checkpoint.js'
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../..')
 
@@ -116,6 +117,7 @@ t.test('minimal config: every default', async (tt) => {
       },
     ],
     mtls: { subject: 'spiffe' },
+    approvals: [],
   })
   tt.same(c.upstream, {
     host: '127.0.0.1',
@@ -131,6 +133,7 @@ t.test('minimal config: every default', async (tt) => {
     durability: 'strict',
     fsyncIntervalMs: 50,
     parameters: 'full',
+    unparseable: 'forward',
     parameterHmacKey: null,
     maxStatementBytes: 65536,
     maxParameterBytes: 4096,
@@ -138,8 +141,12 @@ t.test('minimal config: every default', async (tt) => {
     checkpoint: null,
     rotate: null,
     sinks: [],
+    authFailureSummary: { windowMs: 60_000, keepFirst: 5 },
   })
-  tt.same(c.limits, { handshakeTimeoutMs: 10_000, maxMessageBytes: 64 * 1024 * 1024, maxTokenBytes: 16384, maxConnections: 1000, shutdownGraceMs: 10_000 })
+  tt.same(c.limits, {
+    handshakeTimeoutMs: 10_000, maxMessageBytes: 64 * 1024 * 1024, maxTokenBytes: 16384, maxConnections: 1000, shutdownGraceMs: 10_000,
+    maxHandshakes: 200, maxHandshakesPerSource: 50,
+  })
   tt.same(c.metrics, { listen: null })
   tt.same(c.log, { level: 'info', format: 'json' })
 })
@@ -149,7 +156,7 @@ t.test('no identity section at all; upstream tls default depends on host', async
   const tlsOnly = 'listen: "[::1]:0"\ntls: { cert: tls/server.crt, key: tls/server.key }\n'
   const c = parse(dir, tlsOnly)
   tt.same(c.listen, { host: '::1', port: 0 })
-  tt.same(c.identity, { jwt: [], mtls: { subject: 'spiffe' } })
+  tt.same(c.identity, { jwt: [], mtls: { subject: 'spiffe' }, approvals: [] })
   tt.equal(parse(dir, tlsOnly + 'upstream: { host: db.example.com }').upstream.tls.mode, 'require')
   tt.equal(parse(dir, tlsOnly + 'upstream: { host: localhost }').upstream.tls.mode, 'disable')
   tt.equal(parse(dir, tlsOnly + 'upstream: { host: "::1" }').upstream.tls.mode, 'disable')
@@ -211,10 +218,13 @@ audit:
   max_statement_bytes: 1KiB
   max_parameter_bytes: "100"
   enabled: false
+  auth_failure_summary: { window: 30s, keep_first: 2 }
 limits:
   handshake_timeout: 500ms
   max_message_bytes: 1MB
   max_token_bytes: 8KiB
+  max_handshakes: 300
+  max_handshakes_per_source: 20
 metrics:
   listen: "127.0.0.1:9187"
 log: { level: debug, format: pretty }
@@ -254,6 +264,8 @@ log: { level: debug, format: pretty }
     roles: ['app_rw'],
     databases: ['*'],
     requireTokenBinding: false,
+    requireApproval: false,
+    statements: null,
   })
   tt.same(c.policy[1]!.match, { method: null, issuer: null, subject: null, claims: {}, certSha256: null })
   tt.same(c.audit, {
@@ -262,6 +274,7 @@ log: { level: debug, format: pretty }
     durability: 'batched',
     fsyncIntervalMs: 10,
     parameters: 'hmac',
+    unparseable: 'forward',
     parameterHmacKey: '0123456789abcdef-key',
     maxStatementBytes: 1024,
     maxParameterBytes: 100,
@@ -269,8 +282,12 @@ log: { level: debug, format: pretty }
     checkpoint: null,
     rotate: null,
     sinks: [],
+    authFailureSummary: { windowMs: 30_000, keepFirst: 2 },
   })
-  tt.same(c.limits, { handshakeTimeoutMs: 500, maxMessageBytes: 1_000_000, maxTokenBytes: 8192, maxConnections: 1000, shutdownGraceMs: 10_000 })
+  tt.same(c.limits, {
+    handshakeTimeoutMs: 500, maxMessageBytes: 1_000_000, maxTokenBytes: 8192, maxConnections: 1000, shutdownGraceMs: 10_000,
+    maxHandshakes: 300, maxHandshakesPerSource: 20,
+  })
   tt.same(c.metrics.listen, { host: '127.0.0.1', port: 9187 })
   tt.same(c.log, { level: 'debug', format: 'pretty' })
 })
@@ -373,9 +390,39 @@ t.test('features of later versions are refused clearly', async (tt) => {
   const rule = (extra: string) =>
     BASE + `policy:\n  - name: dba\n    match: { issuer: https://idp.example.com }\n    roles: [dba]\n    databases: ["*"]\n${extra}`
   rejects(tt, dir, rule('    require_token_binding: true\n'), 'policy[0].require_token_binding', 'needs match.method jwt+mtls (a token bound to a client certificate needs both)')
-  rejects(tt, dir, rule('    statements: { deny: [{ class: DDL }] }\n'), 'policy[0].statements', 'not supported yet by this version')
   rejects(tt, dir, BASE + 'audit:\n  sinks: [{ type: stdout }, { type: nats, url: "nats://x" }]\n', 'audit.sinks[1].subject', /is required/)
   rejects(tt, dir, BASE + 'audit:\n  sinks: [{ type: kafka }]\n', 'audit.sinks[0].type', 'must be one of file, nats, syslog, http, stdout (got "kafka")')
+})
+
+t.test('policy[].statements: statement rules', async (tt) => {
+  const dir = fixture(tt)
+  const rule = (extra: string) =>
+    BASE + `policy:\n  - name: app\n    match: { issuer: https://idp.example.com }\n    roles: [app]\n    databases: ["*"]\n${extra}`
+  const c = parse(dir, rule(`    statements:
+      mode: monitor
+      deny: [{ class: DDL, mode: enforce }, { command: truncate }, { name: no-secrets, object: "public.secrets*" }, { function: [pg_read_file, "lo_*"] }]
+      require_claims: [{ class: [ROLE, DDL], claim: change_ticket }]
+      require_approval: [{ class: [DDL] }]
+`))
+  tt.same(c.policy[0]!.statements, {
+    deny: [
+      { name: 'deny[0]', selector: { classes: ['DDL'], commands: [], objects: [], functions: [] }, mode: 'enforce' },
+      { name: 'deny[1]', selector: { classes: [], commands: ['TRUNCATE'], objects: [], functions: [] }, mode: 'monitor' },
+      { name: 'no-secrets', selector: { classes: [], commands: [], objects: ['public.secrets*'], functions: [] }, mode: 'monitor' },
+      { name: 'deny[3]', selector: { classes: [], commands: [], objects: [], functions: ['pg_read_file', 'lo_*'] }, mode: 'monitor' },
+    ],
+    requireClaims: [{ name: 'require_claims[0]', selector: { classes: ['ROLE', 'DDL'], commands: [], objects: [], functions: [] }, mode: 'monitor', claim: 'change_ticket' }],
+    requireApproval: [{ name: 'require_approval[0]', selector: { classes: ['DDL'], commands: [], objects: [], functions: [] }, mode: 'monitor' }],
+    unknown: 'deny',
+    mode: 'monitor',
+  })
+  tt.equal(parse(dir, rule('')).policy[0]!.statements, null, 'absent: no statement rules')
+  rejects(tt, dir, rule('    statements: { deny: [{ class: DDL }], mode: audit }\n'), 'policy[0].statements.mode', 'must be one of enforce, monitor (got "audit")')
+  rejects(tt, dir, rule('    statements: { deny: [{ class: SCHEMA }] }\n'), 'policy[0].statements.deny[0].class', /unknown class "SCHEMA"/)
+  rejects(tt, dir, rule('    statements: { deny: [{ name: everything }] }\n'), 'policy[0].statements.deny[0]', /needs at least one of class, command, object, function/)
+  rejects(tt, dir, rule('    statements: { require_claims: [{ class: DDL }] }\n'), 'policy[0].statements.require_claims[0].claim', /is required/)
+  rejects(tt, dir, rule('    statements: { deny: [{ clas: DDL }] }\n'), 'policy[0].statements.deny[0].clas', /unknown key \(did you mean "class"\?\)/)
+  rejects(tt, dir, rule('    statements: { unknown: maybe }\n'), 'policy[0].statements.unknown', 'must be one of deny, allow (got "maybe")')
 })
 
 t.test('audit checkpoint and rotate', async (tt) => {
@@ -606,6 +653,7 @@ t.test('config/dev.yaml loads with dev files in place', async (tt) => {
   write(root, 'certs/dev/server.crt', CERT)
   write(root, 'certs/dev/server.key', KEY)
   write(root, '.pgwitness-dev/jwks.json', JWKS)
+  write(root, '.pgwitness-dev/approvals/jwks.json', JWKS)
   const c = await loadConfig(join(root, 'config/dev.yaml'))
   tt.equal(c.dev, true)
   tt.same(c.listen, { host: '127.0.0.1', port: 6432 })
@@ -616,6 +664,7 @@ t.test('config/dev.yaml loads with dev files in place', async (tt) => {
   tt.equal(c.identity.jwt[0]!.issuer, 'https://dev.pgwitness.local')
   tt.same(c.identity.jwt[0]!.audience, ['pgwitness'])
   tt.equal(c.identity.jwt[0]!.jwksFile, join(root, '.pgwitness-dev/jwks.json'))
+  tt.same(c.identity.approvals.map((a) => [a.issuer, a.jwksFile]), [['https://approvals.dev.pgwitness.local', join(root, '.pgwitness-dev/approvals/jwks.json')]])
   tt.same(c.upstream.tls.mode, 'disable')
   tt.equal(c.upstream.roles.postgres!.password, null)
   tt.same(c.policy.map((r) => [r.name, r.roles, r.databases]), [['dev', ['*'], ['*']]])
@@ -632,6 +681,7 @@ t.test('config/production.example.yaml loads when its env vars and files exist',
   write(dir, 'spiffe/bundle.jwks.json', JWKS)
   write(dir, 'secrets/app_ro.password', 'ro-pass\n')
   write(dir, 'secrets/dba.password', 'dba-pass\n')
+  write(dir, 'secrets/cdc_reader.password', 'cdc-pass\n')
   write(dir, 'secrets/audit-hmac.key', 'a'.repeat(32) + '\n')
   write(dir, 'tls/upstream-app_batch.crt', CERT)
   write(dir, 'tls/upstream-app_batch.key', KEY)
@@ -651,6 +701,7 @@ t.test('config/production.example.yaml loads when its env vars and files exist',
     app_ro: { password: 'ro-pass' },
     dba: { password: 'dba-pass' },
     monitoring: { password: null },
+    cdc_reader: { password: 'cdc-pass' },
     app_batch: {
       password: null,
       clientCert: { cert: CERT, key: KEY, certPath: join(dir, 'tls/upstream-app_batch.crt'), keyPath: join(dir, 'tls/upstream-app_batch.key') },
@@ -664,6 +715,7 @@ t.test('config/production.example.yaml loads when its env vars and files exist',
   tt.ok(c.tls.clientCa, 'mTLS enabled')
   tt.ok(c.policy.some((r) => r.match.method === 'jwt+mtls' && r.match.claims.groups === 'dba'))
   tt.ok(c.policy.some((r) => r.match.method === 'mtls'))
+  tt.same(c.policy.find((r) => r.name === 'cdc-debezium')?.replication, ['logical'], 'a replication rule')
   tt.same(c.metrics.listen, { host: '127.0.0.1', port: 9187 })
   tt.equal(c.source, join(dir, 'pgwitness.yaml'))
 })
@@ -702,4 +754,146 @@ t.test('upstream.roles: client certificate (cert + key) for certificate authenti
   write(dir, 'up/enc.key', '-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIBdummy\n-----END ENCRYPTED PRIVATE KEY-----\n')
   rejects(tt, dir, up(verifyFull, '    app: { cert: up/app.crt, key: up/enc.key }\n'), 'upstream.roles.app.key', /encrypted private key/)
   rejects(tt, dir, up(verifyFull, '    app: { cert: up/app.crt, key: up/app.key, sslmode: x }\n'), 'upstream.roles.app.sslmode', /unknown key/)
+})
+
+t.test('session.governed_settings: record by default, refuse opt-in', async (tt) => {
+  const dir = fixture(tt)
+  tt.same(parse(dir, BASE).session, { outliveToken: false, maxDurationMs: null, governedSettings: 'record' })
+  tt.equal(parse(dir, BASE + 'session: { governed_settings: refuse }\n').session.governedSettings, 'refuse')
+  tt.equal(parse(dir, BASE + 'session: { governed_settings: record }\n').session.governedSettings, 'record')
+  rejects(tt, dir, BASE + 'session: { governed_settings: deny }\n', 'session.governed_settings', 'must be one of record, refuse (got "deny")')
+  rejects(tt, dir, BASE + 'session: { governed_settings: true }\n', 'session.governed_settings', /must be one of record, refuse/)
+  rejects(tt, dir, BASE + 'session: { governed_setting: refuse }\n', 'session.governed_setting', /unknown key/)
+})
+
+t.test('every independent problem is reported, each with its key', async (tt) => {
+  const dir = fixture(tt)
+  const yaml = BASE.replace('audience: pgwitness', 'audience: pgwitness\n      algorithms: [HS256]') + `
+upstream: { port: 70000 }
+policy:
+  - { name: a, match: { issuer: https://idp.example.com }, roles: [app] }
+  - { name: b, match: {}, roles: [app], databases: [x], extra: 1 }
+session: { governed_settings: ignore }
+audit: { durability: sometimes }
+log: { level: loud }
+`
+  let err: unknown = null
+  try {
+    parse(dir, yaml)
+  } catch (e) {
+    err = e
+  }
+  tt.type(err, ConfigErrors)
+  const problems = (err as ConfigErrors).problems.map((p) => [p.key, p.problem])
+  tt.same(problems.map(([k]) => k), [
+    'identity.jwt[0].algorithms[0]', 'upstream.port', 'policy[0].databases', 'policy[1].extra', 'session.governed_settings', 'audit.durability', 'log.level',
+  ], 'one problem per independent part, in file order; the issuer of policy[0] is not reported although identity has a problem')
+  tt.equal((err as ConfigErrors).message.split('\n').length, 7)
+  for (const line of (err as ConfigErrors).message.split('\n')) tt.match(line, /^config: [a-z_.[\]0-9]+: \S/)
+  tt.ok(err instanceof ConfigError, 'still a ConfigError (callers that catch ConfigError see them all)')
+})
+
+t.test('within a section, independent files and entries are each checked', async (tt) => {
+  const dir = fixture(tt)
+  const keysOf = (yaml: string): string[] => {
+    try {
+      parse(dir, yaml)
+    } catch (e) {
+      return e instanceof ConfigErrors ? e.problems.map((p) => p.key) : e instanceof ConfigError ? [e.key] : []
+    }
+    return []
+  }
+  tt.same(keysOf(BASE.replace('cert: tls/server.crt', 'cert: nope.crt').replace('key: tls/server.key', 'key: nope.key')), ['tls.cert', 'tls.key'])
+  tt.same(keysOf(BASE + 'upstream:\n  roles:\n    a: { pasword: x }\n    b: { password: 1 }\n    c: { cert: c.crt }\n'),
+    ['upstream.roles.a.pasword', 'upstream.roles.b.password', 'upstream.roles.c.key'])
+  tt.same(keysOf(BASE.replace('jwks_file: jwks.json', 'jwks_file: jwks.json\n      algorithms: [none]\n    - { issuer: b, audience: x }')),
+    ['identity.jwt[0].algorithms[0]', 'identity.jwt[1]'])
+  tt.same(keysOf(BASE + 'policy:\n  - { name: 7, match: { method: carrier }, roles: [], require_approval: maybe }\n'),
+    ['policy[0].name', 'policy[0].match.method', 'policy[0].roles', 'policy[0].databases', 'policy[0].require_approval'], 'every key of one rule')
+  tt.same(keysOf(BASE + 'audit:\n  sinks:\n    - { type: nats }\n    - { type: syslog, address: nowhere }\n    - { type: pigeon }\n'),
+    ['audit.sinks[0].url', 'audit.sinks[1].address', 'audit.sinks[2].type'], 'every sink')
+})
+
+// The config of DESIGN.md ("Config essentials", copied verbatim): every key of the contract loads, statements included.
+const DESIGN_CONFIG = `listen: "127.0.0.1:6432"
+tls:                                   # client-facing TLS
+  cert: certs/dev/server.crt
+  key: certs/dev/server.key
+  client_ca: certs/dev/ca.crt          # set => client certificates are verified (mTLS)
+  allow_plaintext_loopback: false      # dev only: accept non-TLS clients on 127.0.0.1
+identity:
+  jwt:                                 # trusted issuers; a token must match one
+    - issuer: https://idp.example.com
+      audience: pgwitness
+      jwks_file: config/dev-jwks.json  # or jwks_url: https://.../jwks.json
+      algorithms: [RS256, ES256, EdDSA]
+      subject_claim: sub
+      record_claims: [groups, "kubernetes.io"]
+  mtls:
+    subject: spiffe                    # spiffe | cn
+  approvals:                           # trusted issuers of approval tokens (change/access-request systems)
+    - issuer: https://change.example.com
+      audience: pgwitness
+      jwks_file: config/approvals-jwks.json
+upstream:
+  host: 127.0.0.1
+  port: 5432
+  tls: { mode: disable }               # disable | require | verify-full (+ ca)
+  roles:                               # credentials the proxy uses per upstream role
+    app_rw: { password: "\${env:PGW_APP_RW_PASSWORD}" }
+policy:
+  - name: billing-api
+    match: { issuer: https://idp.example.com, subject: "spiffe://example.org/ns/billing/*" }
+    roles: [app_rw]
+    databases: [billing]
+  - name: billing-api-cert             # method: jwt | mtls | jwt+mtls (omitted: any)
+    match: { method: mtls, subject: "spiffe://example.org/ns/billing/*" }
+    roles: [app_rw]
+    databases: [billing]
+  - name: dba
+    match: { method: jwt+mtls, issuer: https://idp.example.com, claims: { groups: dba } }
+    require_token_binding: true        # token cnf.x5t#S256 must equal the client cert's thumbprint
+    roles: [dba]
+    databases: ["*"]
+    statements:                        # optional statement rules for this identity
+      mode: enforce                    # enforce | monitor (record would_deny, let it run)
+      deny: [{ class: DDL }, { command: TRUNCATE }, { object: "public.secrets*" }]
+      require_claims: [{ class: [ROLE], claim: change_ticket }]
+      require_approval: [{ class: [DDL, ROLE] }]
+audit:
+  log: audit/audit.jsonl
+  durability: strict                   # strict | batched
+  parameters: full                     # full | hmac | omit
+  checkpoint: { key: config/audit-signing.jwk, every_records: 1000, every_seconds: 60 }
+  sinks:
+    - { type: nats, url: "nats://127.0.0.1:4222", subject: pgwitness.audit, stream: PGWITNESS, format: v1 }
+    - { type: syslog, url: "tls://siem.example.com:6514", format: v1 }
+    - { type: http, url: "https://siem.example.com/ingest", headers: { Authorization: "\${env:SIEM_TOKEN}" }, format: ocsf }
+    - { type: stdout }
+metrics:
+  listen: "127.0.0.1:9187"               # /metrics, /healthz, /readyz
+`
+
+t.test("DESIGN.md's config loads, with its statement rules and approvals issuer", async (tt) => {
+  const dir = fixture(tt)
+  write(dir, 'certs/dev/server.crt', CERT)
+  write(dir, 'certs/dev/server.key', KEY)
+  write(dir, 'certs/dev/ca.crt', CERT)
+  write(dir, 'config/dev-jwks.json', JWKS)
+  write(dir, 'config/approvals-jwks.json', JWKS)
+  writeCheckpointKeyPair(join(dir, 'config/audit-signing.jwk'), join(dir, 'config/audit-signing.pub.jwk'))
+  process.env.PGW_APP_RW_PASSWORD = 'app-rw-secret'
+  process.env.SIEM_TOKEN = 'Splunk siem-token'
+  tt.teardown(() => {
+    delete process.env.PGW_APP_RW_PASSWORD
+    delete process.env.SIEM_TOKEN
+  })
+  const c = parse(dir, DESIGN_CONFIG)
+  const dba = c.policy.find((r) => r.name === 'dba')!
+  tt.same(dba.statements?.mode, 'enforce')
+  tt.same(dba.statements?.deny.map((d) => [d.selector.classes, d.selector.commands, d.selector.objects]), [[['DDL'], [], []], [[], ['TRUNCATE'], []], [[], [], ['public.secrets*']]])
+  tt.equal(dba.statements?.requireClaims[0]?.claim, 'change_ticket')
+  tt.same(dba.statements?.requireApproval[0]?.selector.classes, ['DDL', 'ROLE'])
+  tt.equal(c.identity.approvals[0]?.issuer, 'https://change.example.com')
+  tt.same(c.audit.sinks.map((s) => s.type), ['nats', 'syslog', 'http', 'stdout'])
 })

@@ -171,7 +171,7 @@ t.test('TokenVerifier: jwks_url issuers warm at construction and map a missing k
   const cfg: JwtIssuerConfig = {
     issuer: ISS, audience: [AUD], jwksFile: null, jwksUrl: server.url, algorithms: ['ES256'],
     subjectClaim: 'sub', recordClaims: [], clockSkewSeconds: 30,
-    jwksFetch: { ca, caPath: pki.caCert, timeoutMs: 1000, refreshMs: 60_000, minRefreshIntervalMs: 100, keyGraceMs: 60_000 },
+    jwksFetch: { ca, caPath: pki.caCert, timeoutMs: 1000, refreshMs: 60_000, minRefreshIntervalMs: 100, keyGraceMs: 60_000, tokenFile: null },
   }
   const verifier = new TokenVerifier([cfg])
   tt.teardown(async () => {

@@ -14,7 +14,7 @@ import {
   STATEMENT_CLASS_LABELS,
   STATEMENT_STATUS_LABELS,
 } from '../../src/metrics/registry.js'
-import type { AuditRecord } from '../../src/audit/types.js'
+import type { AuditRecord, AuditRecordBody } from '../../src/evidence/types.js'
 import { parseExposition, sum, table, type Sample } from '../helpers/metrics.js'
 
 async function scrape(m: PrometheusMetrics): Promise<Sample[]> {
@@ -89,10 +89,10 @@ t.test('policy rule names with quotes, backslashes and newlines are escaped in t
 })
 
 t.test('statements: one increment per class, NONE without classes, OTHER/other for unexpected values', async (t) => {
-  t.equal(STATEMENT_CLASS_LABELS.length * STATEMENT_STATUS_LABELS.length, 54)
+  t.equal(STATEMENT_CLASS_LABELS.length * STATEMENT_STATUS_LABELS.length, 60)
   const cells = new Set<number>()
   for (const c of [...STATEMENT_CLASS_LABELS, null]) for (const s of STATEMENT_STATUS_LABELS) cells.add(statementCell(c, s))
-  t.equal(cells.size, 54, 'every (class, status) has its own cell')
+  t.equal(cells.size, 60, 'every (class, status) has its own cell')
   t.equal(statementCell(null, 'ok'), statementCell('NONE', 'ok'))
   t.equal(statementCell('SOMETHING', 'ok'), statementCell('OTHER', 'ok'))
   t.equal(statementCell('READ', 'weird'), statementCell('READ', 'other'))
@@ -159,7 +159,7 @@ t.test('upstream connect timing by result', async (t) => {
 
 t.test('audit: records counted at append, write/fsync timing, errors and lag per sink, backlog', async (t) => {
   const m = new PrometheusMetrics()
-  const appended: AuditRecord[] = []
+  const appended: AuditRecordBody[] = []
   const sink = m.meterAudit({ append: (r) => appended.push(r), flush: async () => undefined, close: async () => undefined })
   const obs = m.auditObserver('file')
   m.watchSink('file')

@@ -1,12 +1,12 @@
 /**
- * The OCSF mapping (src/audit/ocsf.ts): every record type gives an event
+ * The OCSF mapping (src/shipping/ocsf.ts): every record type gives an event
  * with the attributes OCSF requires of every class, the right class and
  * activity, type_uid = class_uid * 100 + activity_id, and the v1 record's
  * id and chain under metadata / unmapped so it can be traced back.
  */
 import t, { type Test } from 'tap'
-import { datastoreActivity, DATASTORE_ACTIVITY, epochMs, OCSF_VERSION, toOcsf, type OcsfEvent } from '../../src/audit/ocsf.js'
-import type { AuditRecord } from '../../src/audit/types.js'
+import { datastoreActivity, DATASTORE_ACTIVITY, epochMs, OCSF_VERSION, toOcsf, type OcsfEvent } from '../../src/shipping/ocsf.js'
+import type { AuditRecord, StatementRecord } from '../../src/evidence/types.js'
 import { bodiesOfEveryType, seal } from '../helpers/sample-records.js'
 
 const sealed = seal(bodiesOfEveryType())
@@ -59,6 +59,10 @@ t.test('statements: Datastore Activity 6005, category 6', async (tt) => {
   tt.equal(sel.start_time, Date.parse('2026-11-26T06:00:01.000Z'))
   tt.equal((sel.unmapped.upstream as { server_session_id: string }).server_session_id, '6745a0b1.1092')
   tt.same((sel.unmapped.statement as { classes: string[] }).classes, ['READ'])
+  tt.notOk('governed_setting_changed' in (sel.unmapped.statement as object), 'no flag on an ordinary statement')
+  const flagged = byType('statement') as StatementRecord
+  const set = toOcsf({ ...flagged, statement: { ...flagged.statement, governed_setting_changed: true } })
+  tt.equal((set.unmapped.statement as { governed_setting_changed?: boolean }).governed_setting_changed, true, 'the governed-setting flag is carried')
 
   const ins = toOcsf(byType('statement', 1))
   tt.equal(ins.activity_id, DATASTORE_ACTIVITY.CREATE, 'INSERT creates records')
@@ -114,6 +118,28 @@ t.test('sessions and auth failures: Authentication 3002', async (tt) => {
   tt.equal(fail.severity_id, 3)
   tt.equal((fail.user as { name: string }).name, 'spiffe://test.local/ns/x/sa/y')
   tt.same(fail.src_endpoint, { ip: '10.0.0.7', port: 53122 })
+  tt.equal(fail.count, undefined, 'an ordinary failure has no count')
+
+  const summary = toOcsf({ ...byType('auth.failure'), count: 40, first_time: '2026-11-26T06:00:01.250000Z', last_time: '2026-11-26T06:00:59.500000Z' } as AuditRecord)
+  tt.equal(summary.count, 40, 'a summary of repeated failures: OCSF count')
+  tt.equal(summary.start_time, Date.parse('2026-11-26T06:00:01.250Z'))
+  tt.equal(summary.end_time, Date.parse('2026-11-26T06:00:59.500Z'))
+})
+
+t.test('an approved session: the approval is an authorization of the actor, and whole under unmapped', async (tt) => {
+  const approval = { id: 'apr-1', ticket: 'CHG-4711', approver: 'carol', issuer: 'https://change.example.com', expires_at: '2026-11-26T06:38:42.000000Z' }
+  const stmt = toOcsf({ ...byType('statement'), approval } as AuditRecord)
+  tt.same((stmt.actor as { authorizations: unknown }).authorizations, [
+    { decision: 'Allowed', policy: { name: 'billing-app' } },
+    { decision: 'Allowed', policy: { name: 'approval CHG-4711', uid: 'apr-1', desc: 'approved by carol (https://change.example.com) until 2026-11-26T06:38:42.000000Z' } },
+  ])
+  tt.same(stmt.unmapped.approval, approval)
+  const logon = toOcsf({ ...byType('session.start'), approval } as AuditRecord)
+  tt.same(logon.unmapped.approval, approval)
+  tt.equal((logon.actor as { authorizations: unknown[] }).authorizations.length, 2)
+  const fail = toOcsf({ ...byType('auth.failure'), reason: 'approval_not_bound', approval } as AuditRecord)
+  tt.same([fail.status_detail, fail.unmapped.approval], ['approval_not_bound', approval])
+  tt.equal(toOcsf(byType('statement')).unmapped.approval, undefined, 'absent without an approval')
 })
 
 t.test('proxy lifecycle and checkpoints', async (tt) => {

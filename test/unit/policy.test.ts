@@ -24,7 +24,7 @@ function identity(o: Partial<WorkloadIdentity> = {}): WorkloadIdentity {
 }
 
 function rule(name: string, match: Partial<PolicyMatch>, roles: string[], databases: string[]): PolicyRule {
-  return { name, match: { method: null, issuer: null, subject: null, claims: {}, ...match }, roles, databases }
+  return { name, match: { method: null, issuer: null, subject: null, claims: {}, certSha256: null, ...match }, roles, databases, requireTokenBinding: false, requireApproval: false, statements: null }
 }
 
 t.test('glob: * spans any run of characters including "/", ? exactly one', async (t) => {

@@ -4,7 +4,8 @@
  * handshake SocketReader and the frontend decoders — fed valid streams,
  * randomly mutated valid streams and random bytes, split at random points.
  *
- * Properties: nothing but a ProtocolViolation (a PgError, SQLSTATE 08P01) is
+ * Properties: nothing but a ProtocolViolation (a PgError, SQLSTATE 08P01, or
+ * for a StartupMessage PostgreSQL's 0A000 / 28000) is
  * ever thrown; every call returns (no loop without progress) and every read
  * settles once the input has ended; memory is bounded by the configured
  * limits whatever the declared lengths say (allocations are measured);
@@ -39,7 +40,8 @@ function onlyViolations<T>(fn: () => T): { ok: T } | { violation: ProtocolViolat
   try {
     return { ok: fn() }
   } catch (e) {
-    if (e instanceof ProtocolViolation && e instanceof PgError && e.code === '08P01') return { violation: e }
+    // 08P01, or the SQLSTATE PostgreSQL uses for a bad StartupMessage (0A000 unsupported version, 28000 no user).
+    if (e instanceof ProtocolViolation && e instanceof PgError && ['08P01', '0A000', '28000'].includes(e.code)) return { violation: e }
     throw e
   }
 }

@@ -3,7 +3,7 @@ import type { Test } from 'tap'
 import fc from 'fast-check'
 // Subpath import: tap's ts-node loader mis-resolves the package's ESM entry.
 import { serialize } from 'pg-protocol/dist/serializer'
-import { ProtocolViolation } from '../../src/protocol/errors.js'
+import { ProtocolViolation, SilentProtocolViolation } from '../../src/protocol/errors.js'
 import {
   MAX_STARTUP_PACKET_BYTES,
   decodeStartupPacket,
@@ -25,13 +25,17 @@ function params(...kv: string[]): Buffer {
 
 const V30 = (3 << 16) | 0
 
-function throwsPV(t: Test, fn: () => unknown, message?: RegExp | string): void {
+/**
+ * Expect a ProtocolViolation with PostgreSQL's answer: `code` is the SQLSTATE of its FATAL,
+ * or 'silent' where PostgreSQL closes without one (ereport COMMERROR).
+ */
+function throwsPV(t: Test, fn: () => unknown, message?: RegExp | string, code: string = '08P01'): void {
   try {
     fn()
     t.fail('expected ProtocolViolation')
   } catch (e) {
     t.type(e, ProtocolViolation)
-    t.equal((e as ProtocolViolation).code, '08P01')
+    t.equal(e instanceof SilentProtocolViolation ? 'silent' : (e as ProtocolViolation).code, code, `answer: ${code}`)
     if (message !== undefined) t.match((e as Error).message, message)
   }
 }
@@ -47,8 +51,13 @@ t.test('startupPacketLength', async (t) => {
   for (const bad of [0, 4, 7, -1, MAX_STARTUP_PACKET_BYTES + 1, 0x7fffffff]) {
     const b = Buffer.alloc(4)
     b.writeInt32BE(bad)
-    throwsPV(t, () => startupPacketLength(b), /invalid length of startup packet/)
+    throwsPV(t, () => startupPacketLength(b), /invalid length of startup packet/, 'silent')
   }
+  // PostgreSQL's MAX_STARTUP_PACKET_LENGTH (10000) does not count the length word.
+  t.equal(MAX_STARTUP_PACKET_BYTES, 10004)
+  // A Terminate or an HTTP request sent first: an impossible length word.
+  throwsPV(t, () => startupPacketLength(Buffer.from([0x58, 0, 0, 0, 4])), /invalid length/, 'silent')
+  throwsPV(t, () => startupPacketLength(Buffer.from('GET / HTTP/1.1')), /invalid length/, 'silent')
 })
 
 t.test('startup round-trip with pg-protocol', async (t) => {
@@ -118,26 +127,28 @@ t.test('ssl, gssenc, cancel', async (t) => {
 })
 
 t.test('malformed packets', async (t) => {
-  throwsPV(t, () => decodeStartupPacket(Buffer.alloc(0)))
-  throwsPV(t, () => decodeStartupPacket(Buffer.from([0, 0, 0, 8, 0, 3])))
+  throwsPV(t, () => decodeStartupPacket(Buffer.alloc(0)), undefined, 'silent')
+  throwsPV(t, () => decodeStartupPacket(Buffer.from([0, 0, 0, 8, 0, 3])), undefined, 'silent')
   // length word disagrees with buffer
   const s = serialize.startup({ user: 'x' })
-  throwsPV(t, () => decodeStartupPacket(s.subarray(0, s.length - 1)), /invalid length/)
-  throwsPV(t, () => decodeStartupPacket(Buffer.concat([s, Buffer.from([0])])), /invalid length/)
-  // ssl/gssenc with extra bytes, cancel with bad key lengths
-  throwsPV(t, () => decodeStartupPacket(packet(80877103, Buffer.from([0]))), /SSL/)
-  throwsPV(t, () => decodeStartupPacket(packet(80877104, Buffer.from([0]))), /GSSENC/)
-  throwsPV(t, () => decodeStartupPacket(packet(80877102, Buffer.alloc(4))), /cancel/)
-  throwsPV(t, () => decodeStartupPacket(packet(80877102, Buffer.alloc(7))), /cancel/)
-  throwsPV(t, () => decodeStartupPacket(packet(80877102, Buffer.alloc(4 + 257))), /cancel/)
-  // unknown request codes / protocol versions
+  throwsPV(t, () => decodeStartupPacket(s.subarray(0, s.length - 1)), /invalid length/, 'silent')
+  throwsPV(t, () => decodeStartupPacket(Buffer.concat([s, Buffer.from([0])])), /invalid length/, 'silent')
+  // ssl/gssenc with extra bytes: accepted, as PostgreSQL does (the rest is ignored)
+  t.same(decodeStartupPacket(packet(80877103, Buffer.from([0]))), { kind: 'ssl-request' })
+  t.same(decodeStartupPacket(packet(80877104, Buffer.alloc(4))), { kind: 'gssenc-request' })
+  // cancel with bad key lengths: never answered (as any CancelRequest)
+  throwsPV(t, () => decodeStartupPacket(packet(80877102, Buffer.alloc(4))), /cancel/, 'silent')
+  throwsPV(t, () => decodeStartupPacket(packet(80877102, Buffer.alloc(7))), /cancel/, 'silent')
+  throwsPV(t, () => decodeStartupPacket(packet(80877102, Buffer.alloc(4 + 257))), /cancel/, 'silent')
+  // unknown request codes / protocol versions: FATAL 0A000, as PostgreSQL
   throwsPV(
     t,
     () => decodeStartupPacket(packet(2 << 16, params('user', 'u'))),
     'unsupported frontend protocol 2.0: server supports 3.0 to 3.2',
+    '0A000',
   )
-  throwsPV(t, () => decodeStartupPacket(packet(4 << 16, params('user', 'u'))), /unsupported frontend protocol 4\.0/)
-  throwsPV(t, () => decodeStartupPacket(packet(80877105)), /unsupported frontend protocol 1234\.5681/)
+  throwsPV(t, () => decodeStartupPacket(packet(4 << 16, params('user', 'u'))), /unsupported frontend protocol 4\.0/, '0A000')
+  throwsPV(t, () => decodeStartupPacket(packet(80877105)), /unsupported frontend protocol 1234\.5681/, '0A000')
   // layout errors
   const layout = /expected terminator as last byte/
   throwsPV(t, () => decodeStartupPacket(packet(V30)), layout) // no terminator at all
@@ -149,15 +160,15 @@ t.test('malformed packets', async (t) => {
   throwsPV(t, () => decodeStartupPacket(packet(V30, Buffer.from('user'))), layout)
   // user
   const noUser = 'no PostgreSQL user name specified in startup packet'
-  throwsPV(t, () => decodeStartupPacket(packet(V30, params('database', 'd'))), noUser)
-  throwsPV(t, () => decodeStartupPacket(packet(V30, params('user', ''))), noUser)
-  throwsPV(t, () => decodeStartupPacket(packet(V30, Buffer.from([0]))), noUser)
+  throwsPV(t, () => decodeStartupPacket(packet(V30, params('database', 'd'))), noUser, '28000')
+  throwsPV(t, () => decodeStartupPacket(packet(V30, params('user', ''))), noUser, '28000')
+  throwsPV(t, () => decodeStartupPacket(packet(V30, Buffer.from([0]))), noUser, '28000')
   // invalid UTF-8
   const bad = Buffer.concat([Buffer.from('user\0'), Buffer.from([0xc3, 0x28]), Buffer.from('\0\0')])
   throwsPV(t, () => decodeStartupPacket(packet(V30, bad)), /UTF-8/)
   // oversized
   const big = packet(V30, params('user', 'u', 'x', 'y'.repeat(MAX_STARTUP_PACKET_BYTES)))
-  throwsPV(t, () => decodeStartupPacket(big), /invalid length/)
+  throwsPV(t, () => decodeStartupPacket(big), /invalid length/, 'silent')
 })
 
 t.test('random input: decode or ProtocolViolation, nothing else', async (t) => {

@@ -1,7 +1,7 @@
 import t from 'tap'
 import fc from 'fast-check'
-import { loadSqlParser, splitStatements } from '../../src/audit/split.js'
-import { mayContainPassword, redactStatement, REDACTED_UNPARSEABLE } from '../../src/audit/redact.js'
+import { loadSqlParser, splitStatements } from '../../src/classify/split.js'
+import { mayContainPassword, redactStatement, REDACTED_UNPARSEABLE } from '../../src/classify/redact.js'
 
 t.before(() => loadSqlParser())
 
@@ -97,9 +97,9 @@ t.test('password-setting SQL inside string literals (dynamic SQL) is hidden', as
 
 t.test('multi-statement strings: each statement is redacted on its own', async (t) => {
   t.same(redact("CREATE ROLE a PASSWORD 'pa'; SELECT 'pa' AS not_a_password; ALTER ROLE b PASSWORD $$pb$$"), [
-    'CREATE ROLE a PASSWORD <REDACTED>',
-    "SELECT 'pa' AS not_a_password",
-    'ALTER ROLE b PASSWORD <REDACTED>',
+    'CREATE ROLE a PASSWORD <REDACTED>;',
+    " SELECT 'pa' AS not_a_password;",
+    ' ALTER ROLE b PASSWORD <REDACTED>',
   ])
 })
 

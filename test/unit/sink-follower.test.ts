@@ -1,5 +1,5 @@
 /**
- * The audit log follower (src/audit/sinks/follower.ts), the sink cursor
+ * The audit log follower (src/shipping/follower.ts), the sink cursor
  * (cursor.ts) and the shipper loop (shipper.ts) against real files: reading
  * across rotated files, a rotation while tailing, a torn last line, a cursor
  * that does not match the log, atomic cursor writes, and retries that never
@@ -10,12 +10,12 @@ import os from 'node:os'
 import path from 'node:path'
 import pino from 'pino'
 import t from 'tap'
-import type { SealedRecord } from '../../src/audit/chain.js'
-import { rotatedLogPath } from '../../src/audit/log-files.js'
-import { CursorError, CursorStore, cursorDir } from '../../src/audit/sinks/cursor.js'
-import { AuditLogFollower } from '../../src/audit/sinks/follower.js'
-import { backoffDelay, Shipper } from '../../src/audit/sinks/shipper.js'
-import { SinkError, type FollowedRecord, type SinkTransport } from '../../src/audit/sinks/types.js'
+import type { SealedRecord } from '../../src/ledger/chain.js'
+import { rotatedLogPath } from '../../src/ledger/log-files.js'
+import { CursorError, CursorStore, cursorDir } from '../../src/shipping/cursor.js'
+import { AuditLogFollower } from '../../src/shipping/follower.js'
+import { backoffDelay, Shipper } from '../../src/shipping/shipper.js'
+import { SinkError, type FollowedRecord, type SinkTransport } from '../../src/shipping/types.js'
 import { statements } from '../helpers/sample-records.js'
 
 const quiet = pino({ level: 'silent' })

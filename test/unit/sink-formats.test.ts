@@ -4,13 +4,13 @@
  * (Splunk HEC, Elastic _bulk), _bulk item failures, Retry-After.
  */
 import t from 'tap'
-import { toOcsf } from '../../src/audit/ocsf.js'
-import { rendererFor } from '../../src/audit/sinks/format.js'
-import { elasticBulkFailure, envelopeLine, epochSecondsText, ndjsonBodies } from '../../src/audit/sinks/http-body.js'
-import { parseRetryAfter } from '../../src/audit/sinks/http.js'
-import { syslogFrame, syslogSeverity } from '../../src/audit/sinks/syslog-message.js'
-import type { FollowedRecord } from '../../src/audit/sinks/types.js'
-import type { AuditRecordBody } from '../../src/audit/types.js'
+import { toOcsf } from '../../src/shipping/ocsf.js'
+import { rendererFor } from '../../src/shipping/format.js'
+import { elasticBulkFailure, envelopeLine, epochSecondsText, ndjsonBodies } from '../../src/shipping/http-body.js'
+import { parseRetryAfter } from '../../src/shipping/http.js'
+import { syslogFrame, syslogSeverity } from '../../src/shipping/syslog-message.js'
+import type { FollowedRecord } from '../../src/shipping/types.js'
+import type { AuditRecordBody } from '../../src/evidence/types.js'
 import { bodiesOfEveryType, seal, statement } from '../helpers/sample-records.js'
 
 const recs: FollowedRecord[] = seal(bodiesOfEveryType()).map((s) => ({ seq: s.record.chain.seq, line: s.line, record: s.record }))

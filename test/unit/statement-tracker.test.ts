@@ -6,8 +6,8 @@
  * bookkeeping (pending, abandon).
  */
 import t from 'tap'
-import { loadSqlParser } from '../../src/audit/split.js'
-import { capText, rowsOfTag, StatementTracker, type ObservedStatement } from '../../src/session/statement-tracker.js'
+import { loadSqlParser } from '../../src/classify/split.js'
+import { capText, rowsOfTag, StatementTracker, type ObservedStatement, type TransactionEnd } from '../../src/session/statement-tracker.js'
 import { nowMicros } from '../../src/util/time.js'
 
 await loadSqlParser()
@@ -21,7 +21,8 @@ const BE = {
 
 function setup(maxStatementBytes = 65536) {
   const out: ObservedStatement[] = []
-  const tr = new StatementTracker({ maxStatementBytes, onStatement: (s) => out.push(s) })
+  const ends: TransactionEnd[] = []
+  const tr = new StatementTracker({ maxStatementBytes, onStatement: (s) => out.push(s), onTransactionEnd: (e) => ends.push(e) })
   const be = {
     parseComplete: () => tr.backend(BE.ParseComplete, null),
     bindComplete: () => tr.backend(BE.BindComplete, null),
@@ -39,7 +40,7 @@ function setup(maxStatementBytes = 65536) {
     error: (code: string, message = 'boom') => tr.error({ code, message }),
     notice: () => tr.backend(BE.NoticeResponse, null),
   }
-  return { tr, be, out }
+  return { tr, be, out, ends }
 }
 
 const P = (v: string) => ({ format: 'text' as const, value: v })
@@ -98,10 +99,10 @@ t.test('multi-statement Query: one statement per part; an error skips the rest',
   be.complete('SELECT 2')
   be.ready()
   t.same(out.map((s) => [s.text, s.command, s.commandTag, s.rows]), [
-    ['create table a(x int)', 'CREATE TABLE', 'CREATE TABLE', null],
-    ['insert into a values (1),(2)', 'INSERT', 'INSERT 0 2', 2],
-    ['select * from a', 'SELECT', 'SELECT 2', 2],
-  ])
+    ['create table a(x int);', 'CREATE TABLE', 'CREATE TABLE', null],
+    [' insert into a values (1),(2);', 'INSERT', 'INSERT 0 2', 2],
+    [' select * from a', 'SELECT', 'SELECT 2', 2],
+  ], 'the texts partition the Query exactly, each with its own ";"')
   out.length = 0
   tr.query('select 1; select 1/0; select 2', false)
   be.rowDesc()
@@ -111,8 +112,8 @@ t.test('multi-statement Query: one statement per part; an error skips the rest',
   be.error('22012', 'division by zero')
   be.ready()
   t.same(out.map((s) => [s.text, s.status, s.sqlstate]), [
-    ['select 1', 'ok', null],
-    ['select 1/0', 'error', '22012'],
+    ['select 1;', 'ok', null],
+    [' select 1/0;', 'error', '22012'],
   ], 'no statement for the skipped "select 2"')
   t.equal(out[1]!.message, 'division by zero')
   t.equal(out[1]!.rows, null)
@@ -139,7 +140,8 @@ t.test('empty Query and a Query cut short by the proxy (truncated text)', async 
   be.rows(1)
   be.complete('SELECT 1')
   be.ready()
-  t.match(out[1]!, { text: "select length('xxxx", textTruncated: true, command: 'UNKNOWN', status: 'ok', rows: 1 })
+  // Only a prefix was kept: the proxy cannot split it, so the server's answer names the command.
+  t.match(out[1]!, { text: "select length('xxxx", textTruncated: true, command: 'SELECT', split: 'server', status: 'ok', rows: 1 })
 })
 
 t.test('maxStatementBytes caps the recorded text', async (t) => {
@@ -200,7 +202,7 @@ t.test('pipelined simple Queries are answered in order', async (t) => {
   be.rows(1)
   be.complete('SELECT 1')
   be.ready()
-  t.same(out.map((s) => [s.text, s.status]), [['select 1/0', 'error'], ['select 2', 'ok'], ['select 3', 'ok']])
+  t.same(out.map((s) => [s.text, s.status]), [['select 1/0;', 'error'], ['select 2', 'ok'], ['select 3', 'ok']])
   t.equal(tr.pending, 0)
 })
 
@@ -248,14 +250,14 @@ t.test('extended pipeline: three Parse/Bind/Execute, one Sync; the 2nd Execute f
 t.test('Describe and Flush in between; NoData; named statements reused', async (t) => {
   const { tr, be, out } = setup()
   tr.parse('s1', 'select g, $1::text from generate_series(1, 3) g', false)
-  tr.describe('S')
+  tr.describe()
   // (Flush: nothing for the tracker)
   be.parseComplete()
   be.paramDesc()
   be.rowDesc()
   t.equal(tr.pending, 0)
   tr.bind('p1', 's1', [P('L')])
-  tr.describe('P')
+  tr.describe()
   be.bindComplete()
   be.rowDesc()
   tr.execute('p1')
@@ -266,9 +268,9 @@ t.test('Describe and Flush in between; NoData; named statements reused', async (
   tr.bind('', 's1', [P('M')])
   tr.execute('')
   tr.parse('s2', 'set application_name = x', false)
-  tr.describe('S')
+  tr.describe()
   tr.bind('', 's2', [])
-  tr.describe('P')
+  tr.describe()
   tr.execute('')
   tr.sync()
   be.bindComplete()
@@ -316,7 +318,7 @@ t.test('a Bind error is reported with its parameters and start time; the rest up
   const { tr, be, out } = setup()
   tr.parse('pi', 'select $1::int', false)
   tr.bind('', 'pi', [P('x7')])
-  tr.describe('P')
+  tr.describe()
   tr.execute('')
   tr.bind('', 'pi', [P('8')])
   tr.execute('')
@@ -338,7 +340,7 @@ t.test('a Parse error is one statement (UNKNOWN); the Bind/Describe/Execute afte
   const { tr, be, out } = setup()
   tr.parse('', 'selec 1', false)
   tr.bind('', '', [])
-  tr.describe('P')
+  tr.describe()
   tr.execute('')
   tr.sync()
   const beforeError = nowMicros()
@@ -370,7 +372,7 @@ t.test('an error after Flush, before the Sync is sent: later messages up to Sync
   t.equal(tr.pending, 0)
 })
 
-t.test('suspended portal: Executes waiting for PortalSuspended → one statement with the total rows', async (t) => {
+t.test('suspended portal: one record per Execute, rows per Execute, the total on the last', async (t) => {
   const { tr, be, out } = setup()
   tr.query('begin', false)
   be.complete('BEGIN')
@@ -392,11 +394,16 @@ t.test('suspended portal: Executes waiting for PortalSuspended → one statement
   be.rows(4)
   be.complete('SELECT 4')
   be.ready('T')
-  t.equal(out.length, 2)
-  t.match(out[1]!, { text: 'select g from generate_series(1, 10) g', portal: 'c', status: 'ok', rows: 10, commandTag: 'SELECT 4', inTransaction: true })
+  const sel = out.filter((s) => s.portal === 'c')
+  t.same(sel.map((s) => [s.rows, s.suspended, s.commandTag, s.portalRows]), [
+    [3, true, null, null],
+    [3, true, null, null],
+    [4, false, 'SELECT 4', 10],
+  ])
+  t.match(sel[2]!, { text: 'select g from generate_series(1, 10) g', status: 'ok', inTransaction: true, transaction: { kind: 'explicit' } })
 })
 
-t.test('suspended portal: several Executes pipelined before any PortalSuspended → still one statement', async (t) => {
+t.test('suspended portal: several Executes pipelined before any PortalSuspended → one record each', async (t) => {
   const { tr, be, out } = setup()
   tr.query('begin', false)
   be.complete('BEGIN')
@@ -420,51 +427,55 @@ t.test('suspended portal: several Executes pipelined before any PortalSuspended 
   be.complete('COMMIT')
   be.ready('I')
   const sel = out.filter((s) => s.portal === 'c')
-  t.equal(sel.length, 1, 'one statement for the portal run')
-  t.match(sel[0], { status: 'ok', rows: 10, commandTag: 'SELECT 2' })
+  t.same(sel.map((s) => [s.rows, s.portalRows]), [[4, null], [4, null], [2, 10]])
 })
 
-t.test('suspended portal never finished: reported once when its transaction ends, or when its name is re-bound', async (t) => {
+t.test('a portal closed or re-bound while its Execute runs: the Execute keeps what it started with', async (t) => {
   const { tr, be, out } = setup()
-  tr.query('begin', false)
-  be.complete('BEGIN')
-  be.ready('T')
-  tr.parse('', 'select g from generate_series(1, 100) g', false)
-  tr.bind('', '', [])
-  tr.execute('')
+  tr.parse('s1', 'select pg_sleep(1)', false)
+  tr.bind('p', 's1', [])
+  tr.execute('p')
+  tr.close('P', 'p')
+  tr.parse('s2', 'delete from t', false)
+  tr.bind('p', 's2', [])
+  tr.execute('p')
   tr.sync()
   be.parseComplete()
   be.bindComplete()
-  be.rows(5)
-  be.suspended()
-  be.ready('T')
-  t.equal(out.length, 1, 'not yet reported: the portal may still continue')
-  // Binding the unnamed portal again destroys the suspended one.
-  tr.bind('', '', [])
+  be.rows(1)
+  be.complete('SELECT 1')
+  be.closeComplete()
+  be.parseComplete()
+  be.bindComplete()
+  be.complete('DELETE 3')
+  be.ready()
+  t.same(out.map((s) => [s.text, s.preparedName, s.portal, s.commandTag]), [
+    ['select pg_sleep(1)', 's1', 'p', 'SELECT 1'],
+    ['delete from t', 's2', 'p', 'DELETE 3'],
+  ], 'one record per execution, each with its own statement')
+})
+
+t.test('a refused re-Parse of a name changes nothing: the Execute runs what the server has', async (t) => {
+  const { tr, be, out } = setup()
+  tr.parse('s1', 'DELETE FROM t', false)
+  tr.sync()
+  be.parseComplete()
+  be.ready()
+  tr.parse('s1', 'SELECT 1', false)
+  tr.sync()
+  be.error('42P05', 'prepared statement "s1" already exists')
+  be.ready()
+  tr.bind('', 's1', [])
   tr.execute('')
   tr.sync()
-  t.equal(out.length, 2)
-  t.match(out[1]!, { portal: '', status: 'ok', rows: 5 })
   be.bindComplete()
-  be.rows(100)
-  be.complete('SELECT 100')
-  be.ready('T')
-  t.match(out[2]!, { rows: 100 })
-  // A named one left open ends with the transaction.
-  tr.bind('named', '', [])
-  tr.execute('named')
-  tr.sync()
-  be.bindComplete()
-  be.rows(7)
-  be.suspended()
-  be.ready('T')
-  tr.query('commit', false)
-  be.complete('COMMIT')
-  be.ready('I')
-  const named = out.filter((s) => s.portal === 'named')
-  t.equal(named.length, 1)
-  t.match(named[0], { status: 'ok', rows: 7 })
-  t.equal(tr.pending, 0)
+  be.complete('DELETE 2')
+  be.ready()
+  t.same(out.map((s) => [s.text, s.command, s.status, s.commandTag]), [
+    ['SELECT 1', 'SELECT', 'error', null],
+    ['DELETE FROM t', 'DELETE', 'ok', 'DELETE 2'],
+  ])
+  t.same(out[1]!.classes, ['WRITE'])
 })
 
 t.test('empty statement in the extended protocol', async (t) => {
@@ -539,7 +550,7 @@ t.test('an error at the implicit COMMIT of a Query (deferred constraint) is the 
 })
 
 t.test('an error at the implicit COMMIT of a Sync (extended) is not lost', async (t) => {
-  const { tr, be, out } = setup()
+  const { tr, be, out, ends } = setup()
   // In the extended protocol the Execute completes (CommandComplete) and the
   // implicit transaction commits at Sync: a deferred constraint fails there,
   // after the statement's own success, and the INSERT is rolled back.
@@ -553,7 +564,8 @@ t.test('an error at the implicit COMMIT of a Sync (extended) is not lost', async
   be.error('23505', 'duplicate key value violates unique constraint "d_x_key"')
   be.ready()
   t.equal(tr.pending, 0)
-  t.ok(out.some((s) => s.sqlstate === '23505'), 'some statement outcome carries the commit failure (the INSERT was rolled back)')
+  t.match(out, [{ status: 'ok', commandTag: 'INSERT 0 2', transaction: { kind: 'implicit' } }])
+  t.match(ends, [{ outcome: 'rolled_back', cause: 'commit_failed', firstSeq: 1, lastSeq: 1 }], 'the transaction.end says the INSERT was rolled back')
 })
 
 t.test('abandon: statements sent but never answered end as unknown', async (t) => {
@@ -567,8 +579,8 @@ t.test('abandon: statements sent but never answered end as unknown', async (t) =
   tr.abandon()
   t.equal(tr.pending, 0)
   t.same(out.map((s) => [s.text, s.status, s.durationUs === null]), [
-    ['select 1', 'ok', false],
-    ['select 2', 'unknown', true],
+    ['select 1;', 'ok', false],
+    [' select 2', 'unknown', true],
     ['select 3', 'unknown', true],
   ])
 })
