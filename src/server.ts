@@ -4,7 +4,7 @@ import type { Logger } from 'pino'
 import { AuditChainer, AuditFanout, DisabledAuditSink, FileAuditSink, StdoutAuditSink, type AuditRecordWriter, type AuditSink, type CheckpointSchedule } from './ledger/log.js'
 import { loadCheckpointSigningKey } from './ledger/checkpoint.js'
 import { AuthFailureSummarizer } from './evidence/auth-failure-summary.js'
-import { IntentJournal, intentJournalPath } from './ledger/intent-journal.js'
+import { IntentJournal, intentJournalPath, intentRecord } from './ledger/intent-journal.js'
 import { unfinishedStatements } from './ledger/recovery.js'
 import { rfc3339Micros } from './util/time.js'
 import { closeUpstreamPool } from './upstream/pool.js'
@@ -378,7 +378,7 @@ async function openAuditSink(
 async function openIntentJournal(logPath: string, chainer: AuditChainer, file: FileAuditSink, log: Logger): Promise<IntentJournal> {
   const { journal, previous } = await IntentJournal.open(intentJournalPath(logPath), log)
   const unfinished = await unfinishedStatements(logPath, previous)
-  for (const i of unfinished) chainer.append({ ...i.record, time: rfc3339Micros() } as AuditRecordBody)
+  for (const i of unfinished) chainer.append({ ...intentRecord(i), time: rfc3339Micros() } as AuditRecordBody)
   if (unfinished.length > 0) {
     log.warn({ statements: unfinished.length, journal: journal.path },
       'recorded statements that were forwarded to PostgreSQL before the proxy stopped and whose outcome was never seen (outcome.status unknown)')

@@ -76,41 +76,68 @@ export function sessionStartRecord(c: SessionContext): Unchained<SessionStartRec
 }
 
 export function statementRecord(c: SessionContext, s: ObservedStatement): Unchained<StatementRecord> {
-  const rec: Unchained<StatementRecord> = {
-    ...sessionEnvelope('statement', c),
-    statement: {
-      seq: s.seq,
-      protocol: s.protocol,
-      text: s.text,
-      text_truncated: s.textTruncated,
-      parameters: s.parameters,
-      prepared_name: s.preparedName,
-      portal: s.portal,
-      function_oid: s.functionOid,
-      command: s.command,
-      classes: s.classes as string[],
-      objects: s.objects,
-      in_transaction: s.inTransaction,
-      transaction: s.transaction,
-      ...(s.governedSettingChanged ? { governed_setting_changed: true as const } : {}),
-      ...(s.textOrigin?.encoding ? { text_encoding: s.textOrigin.encoding } : {}),
-      ...(s.textOrigin?.raw ? { text_raw_base64: s.textOrigin.raw } : {}),
-    },
-    outcome: {
-      status: s.status,
-      command_tag: s.commandTag,
-      rows: s.rows,
-      sqlstate: s.sqlstate,
-      message: s.message,
-      started_at: formatMicros(s.startedAtUs),
-      duration_us: s.durationUs,
-    },
-  }
-  if (s.split === 'server') rec.statement.split = 'server'
+  const rec: Unchained<StatementRecord> = { ...sessionEnvelope('statement', c), statement: statementMember(s), outcome: outcomeMember(s) }
   if (s.policy !== null) rec.policy = s.policy
-  if (s.suspended) rec.outcome.suspended = true
-  if (s.portalRows !== null) rec.outcome.portal_rows = s.portalRows
   return rec
+}
+
+/** The members of a governed session's records that never change (the session envelope but schema, id, time and type). */
+export type SharedSessionMembers = Pick<SessionContext, 'proxy' | 'connection' | 'session' | 'identity' | 'upstream' | 'approval'>
+
+export function sharedSessionMembers(c: SessionContext): SharedSessionMembers {
+  const m: SharedSessionMembers = { proxy: c.proxy, connection: c.connection, session: c.session, identity: c.identity, upstream: c.upstream }
+  if (c.approval) m.approval = c.approval
+  return m
+}
+
+/**
+ * A statement record without its session's shared members: with them
+ * (sharedSessionMembers) it is statementRecord's record, member for member.
+ */
+export function statementOwnMembers(s: ObservedStatement): Omit<Unchained<StatementRecord>, keyof SharedSessionMembers> {
+  const rec: Omit<Unchained<StatementRecord>, keyof SharedSessionMembers> = {
+    schema: AUDIT_SCHEMA, id: uuidv7(), time: rfc3339Micros(), type: 'statement', statement: statementMember(s), outcome: outcomeMember(s),
+  }
+  if (s.policy !== null) rec.policy = s.policy
+  return rec
+}
+
+function statementMember(s: ObservedStatement): StatementRecord['statement'] {
+  const st: StatementRecord['statement'] = {
+    seq: s.seq,
+    protocol: s.protocol,
+    text: s.text,
+    text_truncated: s.textTruncated,
+    parameters: s.parameters,
+    prepared_name: s.preparedName,
+    portal: s.portal,
+    function_oid: s.functionOid,
+    command: s.command,
+    classes: s.classes as string[],
+    objects: s.objects,
+    in_transaction: s.inTransaction,
+    transaction: s.transaction,
+    ...(s.governedSettingChanged ? { governed_setting_changed: true as const } : {}),
+    ...(s.textOrigin?.encoding ? { text_encoding: s.textOrigin.encoding } : {}),
+    ...(s.textOrigin?.raw ? { text_raw_base64: s.textOrigin.raw } : {}),
+  }
+  if (s.split === 'server') st.split = 'server'
+  return st
+}
+
+function outcomeMember(s: ObservedStatement): StatementRecord['outcome'] {
+  const o: StatementRecord['outcome'] = {
+    status: s.status,
+    command_tag: s.commandTag,
+    rows: s.rows,
+    sqlstate: s.sqlstate,
+    message: s.message,
+    started_at: formatMicros(s.startedAtUs),
+    duration_us: s.durationUs,
+  }
+  if (s.suspended) o.suspended = true
+  if (s.portalRows !== null) o.portal_rows = s.portalRows
+  return o
 }
 
 export function transactionEndRecord(c: SessionContext, e: TransactionEnd): Unchained<TransactionEndRecord> {

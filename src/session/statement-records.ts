@@ -6,9 +6,9 @@
  * The outcome's record carries the intent's id, so recovery after a crash
  * can tell which forwarded statements were recorded.
  */
-import type { IntentJournal, StatementIntent } from '../ledger/intent-journal.js'
+import { intentRecord, type IntentJournal, type IntentSession, type StatementIntent } from '../ledger/intent-journal.js'
 import type { AuditSink } from '../ledger/log.js'
-import { statementRecord, transactionEndRecord, type SessionContext } from '../evidence/records.js'
+import { sharedSessionMembers, statementOwnMembers, statementRecord, transactionEndRecord, type SessionContext } from '../evidence/records.js'
 import type { StatementPolicyInfo, StatementRecord, Unchained } from '../evidence/types.js'
 import type { ProxyMetrics } from '../metrics/registry.js'
 import { SQLSTATE } from '../protocol/errors.js'
@@ -31,6 +31,8 @@ export class SessionStatements {
   private fresh: StatementIntent[] = []
   /** Intents being made durable; their chunk is forwarded once they are (null: none waiting). */
   private gated: StatementIntent[] | null = null
+  /** The session's shared record members for its intents, serialized on the first. */
+  private intentSession: IntentSession | null = null
 
   constructor(
     private readonly context: SessionContext,
@@ -82,11 +84,12 @@ export class SessionStatements {
     return {
       intent: (key, s) => {
         // Its place in the session is not known before the server answers: seq and transaction are predictions.
-        const rec = statementRecord(this.context, {
+        const rec = statementOwnMembers({
           ...s, seq: this.count + this.intents.size + 1, inTransaction: false, transaction: UNOBSERVED_TRANSACTION,
           status: 'unknown', commandTag: null, rows: null, suspended: false, portalRows: null, sqlstate: null, message: OUTCOME_UNSEEN, durationUs: null,
         })
-        const intent: StatementIntent = { id: rec.id, afterSeq: this.startSeq, record: rec }
+        this.intentSession ??= { key: this.context.session.id, json: JSON.stringify(sharedSessionMembers(this.context)) }
+        const intent: StatementIntent = { id: rec.id, afterSeq: this.startSeq, session: this.intentSession, record: rec }
         this.intents.set(key, intent)
         this.fresh.push(intent)
       },
@@ -129,7 +132,7 @@ export class SessionStatements {
     }
     for (const intent of this.intents.values()) {
       this.count++
-      const rec = intent.record as Unchained<StatementRecord>
+      const rec = intentRecord(intent) as Unchained<StatementRecord>
       this.journal!.resolve(intent.id, this.audit.append({ ...rec, time: rfc3339Micros(), statement: { ...rec.statement, seq: this.count } }))
     }
     this.intents.clear()
@@ -143,7 +146,7 @@ export class SessionStatements {
 
   private refuse(intent: StatementIntent, why: string): void {
     this.forget(intent)
-    const rec = intent.record as Unchained<StatementRecord>
+    const rec = intentRecord(intent) as Unchained<StatementRecord>
     this.count++
     this.audit.append({
       ...rec,
