@@ -89,8 +89,24 @@ export function canonicalLine(p: RecordParts, chain: ChainInfo): string {
 
 /** A record with its chain and the line to write for it (canonical JSON, no newline). */
 export interface SealedRecord {
-  record: AuditRecord
-  line: string
+  readonly chain: ChainInfo
+  readonly line: string
+  /** The record as an object (made on first use: writers need only the line and the chain). */
+  readonly record: AuditRecord
+}
+
+class Sealed implements SealedRecord {
+  private made: AuditRecord | null = null
+  constructor(
+    private readonly body: Record<string, unknown>,
+    readonly chain: ChainInfo,
+    readonly line: string,
+    readonly sanitized: boolean,
+  ) {}
+
+  get record(): AuditRecord {
+    return (this.made ??= { ...this.body, chain: this.chain } as unknown as AuditRecord)
+  }
 }
 
 /**
@@ -134,7 +150,7 @@ export class AuditChain {
     const chain: ChainInfo = { seq, prev, hash }
     this.seq = seq
     this.hash = hash
-    return { record: { ...rec, chain } as unknown as AuditRecord, line: canonicalLine(parts, chain), sanitized }
+    return new Sealed(rec, chain, canonicalLine(parts, chain), sanitized)
   }
 }
 

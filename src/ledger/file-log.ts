@@ -168,8 +168,8 @@ export class FileAuditSink implements AuditRecordWriter {
   write(sealed: SealedRecord): void {
     if (this.closed) throw new Error('audit log is closed')
     this.queue.push(sealed.line + '\n')
-    if (this.nextUnwritten === 0) this.nextUnwritten = sealed.record.chain.seq
-    this.fileFirstSeq ??= sealed.record.chain.seq
+    if (this.nextUnwritten === 0) this.nextUnwritten = sealed.chain.seq
+    this.fileFirstSeq ??= sealed.chain.seq
     this.fileBytes += sealed.line.length + 1
     this.fileRecords++
     this.schedule()

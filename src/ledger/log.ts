@@ -116,11 +116,11 @@ export class AuditChainer implements AuditSink {
   private seal(record: AuditRecordBody): number {
     const sealed = this.chain.seal(record)
     if (sealed.sanitized) {
-      this.log?.warn({ seq: sealed.record.chain.seq, type: record.type, id: record.id },
+      this.log?.warn({ seq: sealed.chain.seq, type: record.type, id: record.id },
         'audit record held data that is not I-JSON (lone surrogate or non-finite number); recorded with U+FFFD / null in its place')
     }
     this.writer.write(sealed)
-    return sealed.record.chain.seq
+    return sealed.chain.seq
   }
 
   /** Sign the current head and append the checkpoint record (a no-op without a key). */

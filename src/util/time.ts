@@ -13,18 +13,24 @@ export function nowMicros(): number {
 
 /** RFC 3339 UTC with exactly six fractional digits, e.g. 2026-11-26T05:38:42.123456Z. */
 export function formatMicros(us: number): string {
-  const ms = Math.floor(us / 1000)
-  // Records are stamped many times per millisecond: format the millisecond once.
-  if (ms !== lastMs) {
-    lastMs = ms
-    lastPrefix = new Date(ms).toISOString().slice(0, 23) // 2026-11-26T05:38:42.123
+  const sec = Math.floor(us / 1_000_000)
+  // Records are stamped many times per second, alternating between "now" and a
+  // statement's start: format each second once, in one of two slots.
+  let prefix: string
+  if (sec === slotSec[0]) prefix = slotPrefix[0]!
+  else if (sec === slotSec[1]) prefix = slotPrefix[1]!
+  else {
+    prefix = new Date(sec * 1000).toISOString().slice(0, 20) // 2026-11-26T05:38:42.
+    const slot = slotSec[0]! <= slotSec[1]! ? 0 : 1 // the earlier second makes room
+    slotSec[slot] = sec
+    slotPrefix[slot] = prefix
   }
-  const sub = us - ms * 1000
-  return lastPrefix + (sub < 10 ? '00' : sub < 100 ? '0' : '') + sub + 'Z'
+  const frac = us - sec * 1_000_000
+  return prefix + (frac < 100_000 ? String(frac).padStart(6, '0') : String(frac)) + 'Z'
 }
 
-let lastMs = -1
-let lastPrefix = ''
+const slotSec = [-1, -1]
+const slotPrefix = ['', '']
 
 export function rfc3339Micros(): string {
   return formatMicros(nowMicros())

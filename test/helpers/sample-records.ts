@@ -81,10 +81,7 @@ export function bodiesOfEveryType(): AuditRecordBody[] {
 /** Seal bodies into a chain continuing from `head`. */
 export function seal(bodies: AuditRecordBody[], head: ChainHead = EMPTY_HEAD): SealedRecord[] {
   const chain = new AuditChain(head)
-  return bodies.map((b) => {
-    const { record, line } = chain.seal(b)
-    return { record, line }
-  })
+  return bodies.map((b) => chain.seal(b))
 }
 
 /** `count` statement records sealed from `head`. */
