@@ -72,6 +72,50 @@ export function recordParts(rec: Readonly<Record<string, unknown>>): RecordParts
   return { before, after }
 }
 
+/**
+ * Members many records share (those of one session), serialized once:
+ * [name, `"name":value`] pairs in canonical order. A record sealed with them
+ * is the record {...object, ...own}, member for member.
+ */
+export interface SharedMembers {
+  readonly object: Readonly<Record<string, unknown>>
+  readonly members: ReadonlyArray<readonly [string, string]>
+}
+
+/** `obj`'s members serialized for sharing; null when they are not I-JSON (its records then take the full path, which sanitizes). */
+export function shareMembers(obj: Readonly<Record<string, unknown>>): SharedMembers | null {
+  try {
+    return { object: obj, members: canonicalMembers(obj as Record<string, unknown>).filter(([k]) => k !== 'chain') }
+  } catch (err) {
+    if (err instanceof CanonicalJsonError) return null
+    throw err
+  }
+}
+
+/** recordParts({...shared.object, ...own}) without serializing the shared members again (a name in both is own's). */
+export function recordPartsWith(shared: SharedMembers, own: Readonly<Record<string, unknown>>): RecordParts {
+  const mine = canonicalMembers(own as Record<string, unknown>)
+  const theirs = shared.members
+  let before = ''
+  let after = ''
+  let i = 0
+  let j = 0
+  while (i < mine.length || j < theirs.length) {
+    let k: string
+    let m: string
+    if (j >= theirs.length || (i < mine.length && mine[i]![0] <= theirs[j]![0])) {
+      ;[k, m] = mine[i++]!
+      if (j < theirs.length && theirs[j]![0] === k) j++ // own's member replaces the shared one
+    } else {
+      ;[k, m] = theirs[j++]!
+    }
+    if (k === 'chain') continue
+    if (k < 'chain') before = before === '' ? m : before + ',' + m
+    else after = after === '' ? m : after + ',' + m
+  }
+  return { before, after }
+}
+
 function assemble(p: RecordParts, chain: string): string {
   return '{' + (p.before === '' ? '' : p.before + ',') + chain + (p.after === '' ? '' : ',' + p.after) + '}'
 }
@@ -99,13 +143,14 @@ class Sealed implements SealedRecord {
   private made: AuditRecord | null = null
   constructor(
     private readonly body: Record<string, unknown>,
+    private readonly shared: SharedMembers | null,
     readonly chain: ChainInfo,
     readonly line: string,
     readonly sanitized: boolean,
   ) {}
 
   get record(): AuditRecord {
-    return (this.made ??= { ...this.body, chain: this.chain } as unknown as AuditRecord)
+    return (this.made ??= { ...this.shared?.object, ...this.body, chain: this.chain } as unknown as AuditRecord)
   }
 }
 
@@ -132,15 +177,19 @@ export class AuditChain {
    * token claim, a non-finite number) is recorded as its I-JSON copy (U+FFFD,
    * null) rather than refused; `sanitized` says so.
    */
-  seal(body: AuditRecordBody): SealedRecord & { sanitized: boolean } {
+  seal(body: AuditRecordBody): SealedRecord & { sanitized: boolean }
+  /** Chain the record {...shared.object, ...own}, serializing only `own`'s members. */
+  seal(own: Readonly<Record<string, unknown>>, shared: SharedMembers | null): SealedRecord & { sanitized: boolean }
+  seal(body: Readonly<Record<string, unknown>>, shared: SharedMembers | null = null): SealedRecord & { sanitized: boolean } {
     let sanitized = false
-    let rec: Record<string, unknown> = body as unknown as Record<string, unknown>
+    let rec: Record<string, unknown> = body as Record<string, unknown>
     let parts: RecordParts
     try {
-      parts = recordParts(rec)
+      parts = shared === null ? recordParts(rec) : recordPartsWith(shared, rec)
     } catch (err) {
       if (!(err instanceof CanonicalJsonError)) throw err
-      rec = toIJson(rec) as Record<string, unknown>
+      rec = toIJson(shared === null ? rec : { ...shared.object, ...rec }) as Record<string, unknown>
+      shared = null
       parts = recordParts(rec)
       sanitized = true
     }
@@ -150,7 +199,7 @@ export class AuditChain {
     const chain: ChainInfo = { seq, prev, hash }
     this.seq = seq
     this.hash = hash
-    return new Sealed(rec, chain, canonicalLine(parts, chain), sanitized)
+    return new Sealed(rec, shared, chain, canonicalLine(parts, chain), sanitized)
   }
 }
 

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino'
-import { AuditChain, EMPTY_HEAD, type ChainHead, type SealedRecord } from './chain.js'
+import { AuditChain, EMPTY_HEAD, type ChainHead, type SealedRecord, type SharedMembers } from './chain.js'
 import { signCheckpoint, type CheckpointSigningKey } from './checkpoint.js'
 import { checkpointRecord } from '../evidence/records.js'
 import type { AuditRecordBody, ProxyInfo } from '../evidence/types.js'
@@ -17,6 +17,11 @@ export { FileAuditSink, type RotationPolicy } from './file-log.js'
 export interface AuditSink {
   /** Seal and queue a record; returns its chain.seq (0 when audit is disabled). */
   append(record: AuditRecordBody): number
+  /**
+   * append({...shared.object, ...own}), serializing only `own`'s members
+   * (see shareMembers). Optional: without it, callers append the whole record.
+   */
+  appendShared?(own: Readonly<Record<string, unknown>>, shared: SharedMembers): number
   /** Resolves when everything appended so far has been written (and, for files, fsynced). */
   flush(): Promise<void>
   close(): Promise<void>
@@ -104,19 +109,23 @@ export class AuditChainer implements AuditSink {
   }
 
   append(record: AuditRecordBody): number {
+    return this.appendShared(record, null)
+  }
+
+  appendShared(record: Readonly<Record<string, unknown>>, shared: SharedMembers | null): number {
     // Refuse before sealing: a sealed record that is not written would leave a gap in the chain.
     if (this.closed) throw new Error('audit log is closed')
-    const seq = this.seal(record)
+    const seq = this.seal(record, shared)
     this.unsigned++
     if (this.checkpoints && this.unsigned >= this.checkpoints.everyRecords) this.checkpoint()
     this.rotateIfDue()
     return seq
   }
 
-  private seal(record: AuditRecordBody): number {
-    const sealed = this.chain.seal(record)
+  private seal(record: Readonly<Record<string, unknown>>, shared: SharedMembers | null = null): number {
+    const sealed = this.chain.seal(record, shared)
     if (sealed.sanitized) {
-      this.log?.warn({ seq: sealed.chain.seq, type: record.type, id: record.id },
+      this.log?.warn({ seq: sealed.chain.seq, type: record['type'], id: record['id'] },
         'audit record held data that is not I-JSON (lone surrogate or non-finite number); recorded with U+FFFD / null in its place')
     }
     this.writer.write(sealed)

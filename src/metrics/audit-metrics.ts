@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
+import type { SharedMembers } from '../ledger/chain.js'
 import type { AuditSink, AuditSinkObserver } from '../ledger/log.js'
-import type { AuditRecordBody } from '../evidence/types.js'
 import { sourcedCounter } from './sourced-counter.js'
 
 /**
@@ -91,10 +91,16 @@ export class AuditMetrics {
   meter(sink: AuditSink): AuditSink {
     const audit = this
     return {
-      append(record: AuditRecordBody): number {
+      append(record) {
         audit.records++
         return sink.append(record)
       },
+      ...(sink.appendShared ? {
+        appendShared(own: Readonly<Record<string, unknown>>, shared: SharedMembers): number {
+          audit.records++
+          return sink.appendShared!(own, shared)
+        },
+      } : {}),
       flush: () => sink.flush(),
       close: () => sink.close(),
     }

@@ -7,9 +7,10 @@
  * can tell which forwarded statements were recorded.
  */
 import { intentRecord, type IntentJournal, type IntentSession, type StatementIntent } from '../ledger/intent-journal.js'
+import { shareMembers, type SharedMembers } from '../ledger/chain.js'
 import type { AuditSink } from '../ledger/log.js'
 import { sharedSessionMembers, statementOwnMembers, statementRecord, transactionEndRecord, type SessionContext } from '../evidence/records.js'
-import type { StatementPolicyInfo, StatementRecord, Unchained } from '../evidence/types.js'
+import type { AuditRecordBody, StatementPolicyInfo, StatementRecord, Unchained } from '../evidence/types.js'
 import type { ProxyMetrics } from '../metrics/registry.js'
 import { SQLSTATE } from '../protocol/errors.js'
 import { rfc3339Micros } from '../util/time.js'
@@ -33,6 +34,8 @@ export class SessionStatements {
   private gated: StatementIntent[] | null = null
   /** The session's shared record members for its intents, serialized on the first. */
   private intentSession: IntentSession | null = null
+  /** The same members, serialized once for the chain (null: not I-JSON; records then take the full path). */
+  private readonly shared: SharedMembers | null
 
   constructor(
     private readonly context: SessionContext,
@@ -44,7 +47,9 @@ export class SessionStatements {
     private readonly journal: IntentJournal | null,
     /** chain.seq of the session's session.start: the outcomes of its statements come after it. */
     private readonly startSeq: number,
-  ) {}
+  ) {
+    this.shared = recording ? shareMembers(sharedSessionMembers(context) as Record<string, unknown>) : null
+  }
 
   /** The next statement.seq (the tracker's statements and the ones recorded here share one sequence). */
   nextSeq(): number {
@@ -61,15 +66,18 @@ export class SessionStatements {
     this.metrics.statement(s.classes, s.status, s.durationUs)
     if (s.policy !== null) this.countRuleHits(s.policy)
     if (!this.recording) return
-    const rec = statementRecord(this.context, s)
+    const rec = this.shared === null ? statementRecord(this.context, s) : statementOwnMembers(s)
     const intent = s.key > 0 ? this.intents.get(s.key) : undefined
-    if (intent === undefined) {
-      this.audit.append(rec)
-      return
+    if (intent !== undefined) {
+      this.intents.delete(s.key)
+      rec.id = intent.id
     }
-    this.intents.delete(s.key)
-    rec.id = intent.id
-    this.journal!.resolve(intent.id, this.audit.append(rec))
+    const seq = this.shared === null ? this.audit.append(rec as Unchained<StatementRecord>) : this.appendOwn(rec, this.shared)
+    if (intent !== undefined) this.journal!.resolve(intent.id, seq)
+  }
+
+  private appendOwn(own: Readonly<Record<string, unknown>>, shared: SharedMembers): number {
+    return this.audit.appendShared ? this.audit.appendShared(own, shared) : this.audit.append({ ...shared.object, ...own } as unknown as AuditRecordBody)
   }
 
   /** A transaction ended, from the relay. */
