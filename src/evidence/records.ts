@@ -83,7 +83,7 @@ export function sessionStartRecord(c: SessionContext): Unchained<SessionStartRec
 
 export function statementRecord(c: SessionContext, s: ObservedStatement): Unchained<StatementRecord> {
   const rec = sessionEnvelope('statement', c) as Unchained<StatementRecord>
-  rec.statement = statementMember(s)
+  rec.statement = statementMember(s, s.seq, s.inTransaction, s.transaction)
   rec.outcome = outcomeMember(s)
   if (s.policy !== null) rec.policy = s.policy
   return rec
@@ -102,17 +102,38 @@ export function sharedSessionMembers(c: SessionContext): SharedSessionMembers {
  * A statement record without its session's shared members: with them
  * (sharedSessionMembers) it is statementRecord's record, member for member.
  */
-export function statementOwnMembers(s: ObservedStatement): Omit<Unchained<StatementRecord>, keyof SharedSessionMembers> {
-  const rec: Omit<Unchained<StatementRecord>, keyof SharedSessionMembers> = {
-    schema: AUDIT_SCHEMA, id: uuidv7(), time: rfc3339Micros(), type: 'statement', statement: statementMember(s), outcome: outcomeMember(s),
+export function statementOwnMembers(s: ObservedStatement): StatementOwnMembers {
+  return ownMembers(s, statementMember(s, s.seq, s.inTransaction, s.transaction), outcomeMember(s))
+}
+
+type StatementOwnMembers = Omit<Unchained<StatementRecord>, keyof SharedSessionMembers>
+
+/**
+ * The own members of a statement record whose outcome was not seen (a
+ * strict-durability intent): `s` as forwarded, at its predicted `seq`,
+ * outside any known transaction, outcome unknown with `message`.
+ */
+export function unseenStatementOwnMembers(s: StatementFacts, seq: number, transaction: StatementRecord['statement']['transaction'], message: string): StatementOwnMembers {
+  const outcome: StatementRecord['outcome'] = {
+    status: 'unknown', command_tag: null, rows: null, sqlstate: null, message, started_at: formatMicros(s.startedAtUs), duration_us: null,
   }
+  return ownMembers(s, statementMember(s, seq, false, transaction), outcome)
+}
+
+function ownMembers(s: StatementFacts, statement: StatementRecord['statement'], outcome: StatementRecord['outcome']): StatementOwnMembers {
+  const rec: StatementOwnMembers = { schema: AUDIT_SCHEMA, id: uuidv7(), time: rfc3339Micros(), type: 'statement', statement, outcome }
   if (s.policy !== null) rec.policy = s.policy
   return rec
 }
 
-function statementMember(s: ObservedStatement): StatementRecord['statement'] {
+/** What a statement is, before it runs (the tracker's StatementBase). */
+type StatementFacts = Pick<ObservedStatement,
+  'protocol' | 'text' | 'textTruncated' | 'parameters' | 'preparedName' | 'portal' | 'functionOid' | 'command' | 'classes' |
+  'objects' | 'split' | 'governedSettingChanged' | 'textOrigin' | 'policy' | 'startedAtUs'>
+
+function statementMember(s: StatementFacts, seq: number, inTransaction: boolean, transaction: StatementRecord['statement']['transaction']): StatementRecord['statement'] {
   const st: StatementRecord['statement'] = {
-    seq: s.seq,
+    seq,
     protocol: s.protocol,
     text: s.text,
     text_truncated: s.textTruncated,
@@ -123,8 +144,8 @@ function statementMember(s: ObservedStatement): StatementRecord['statement'] {
     command: s.command,
     classes: s.classes as string[],
     objects: s.objects,
-    in_transaction: s.inTransaction,
-    transaction: s.transaction,
+    in_transaction: inTransaction,
+    transaction,
     ...(s.governedSettingChanged ? { governed_setting_changed: true as const } : {}),
     ...(s.textOrigin?.encoding ? { text_encoding: s.textOrigin.encoding } : {}),
     ...(s.textOrigin?.raw ? { text_raw_base64: s.textOrigin.raw } : {}),

@@ -9,7 +9,7 @@
 import { intentRecord, type IntentJournal, type IntentSession, type StatementIntent } from '../ledger/intent-journal.js'
 import { shareMembers, type SharedMembers } from '../ledger/chain.js'
 import type { AuditSink } from '../ledger/log.js'
-import { sharedSessionMembers, statementOwnMembers, statementRecord, transactionEndRecord, type SessionContext } from '../evidence/records.js'
+import { sharedSessionMembers, statementOwnMembers, statementRecord, transactionEndRecord, unseenStatementOwnMembers, type SessionContext } from '../evidence/records.js'
 import type { AuditRecordBody, StatementPolicyInfo, StatementRecord, Unchained } from '../evidence/types.js'
 import type { ProxyMetrics } from '../metrics/registry.js'
 import { SQLSTATE } from '../protocol/errors.js'
@@ -92,10 +92,7 @@ export class SessionStatements {
     return {
       intent: (key, s) => {
         // Its place in the session is not known before the server answers: seq and transaction are predictions.
-        const rec = statementOwnMembers({
-          ...s, seq: this.count + this.intents.size + 1, inTransaction: false, transaction: UNOBSERVED_TRANSACTION,
-          status: 'unknown', commandTag: null, rows: null, suspended: false, portalRows: null, sqlstate: null, message: OUTCOME_UNSEEN, durationUs: null,
-        })
+        const rec = unseenStatementOwnMembers(s, this.count + this.intents.size + 1, UNOBSERVED_TRANSACTION, OUTCOME_UNSEEN)
         this.intentSession ??= { key: this.context.session.id, json: JSON.stringify(sharedSessionMembers(this.context)) }
         const intent: StatementIntent = { id: rec.id, afterSeq: this.startSeq, session: this.intentSession, record: rec }
         this.intents.set(key, intent)

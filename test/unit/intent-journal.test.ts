@@ -11,7 +11,7 @@ import pino from 'pino'
 import t from 'tap'
 import { canonicalize } from '../../src/ledger/canonical-json.js'
 import { IntentJournal, intentRecord, type IntentSession, type StatementIntent } from '../../src/ledger/intent-journal.js'
-import { sharedSessionMembers, statementOwnMembers, statementRecord, type SessionContext } from '../../src/evidence/records.js'
+import { sharedSessionMembers, statementOwnMembers, statementRecord, unseenStatementOwnMembers, type SessionContext } from '../../src/evidence/records.js'
 import type { ObservedStatement } from '../../src/evidence/observed.js'
 
 const silent = pino({ level: 'silent' })
@@ -102,4 +102,17 @@ t.test('a journal of the earlier format (whole records per line) is recovered; a
   t.equal(previous.length, 1)
   t.equal(previous[0]!.session, null)
   t.equal(canonicalize(intentRecord(previous[0]!)), canonicalize(old))
+})
+
+t.test('an intent’s own members are those of the statement with its outcome unseen', async (t) => {
+  for (let i = 1; i <= 6; i++) {
+    const s = observed(i)
+    const tx = { number: 0, kind: 'unknown' } as const
+    const unseen = unseenStatementOwnMembers(s, 40 + i, tx, 'not seen')
+    const spelled = statementOwnMembers({
+      ...s, seq: 40 + i, inTransaction: false, transaction: tx, status: 'unknown', commandTag: null, rows: null,
+      suspended: false, portalRows: null, sqlstate: null, message: 'not seen', durationUs: null,
+    })
+    t.equal(canonicalize({ ...unseen, id: '', time: '' }), canonicalize({ ...spelled, id: '', time: '' }), `statement ${i}`)
+  }
 })
