@@ -14,7 +14,8 @@
  * into µs per transaction with it.
  *
  * Each sample goes to one component: by its leaf frame for kernel code
- * (sockets, TLS records, epoll), OpenSSL, SHA-256 and the garbage collector;
+ * (sockets, TLS records, epoll; file writes and thread-pool hand-offs by the
+ * frames above it), OpenSSL, SHA-256 and the garbage collector;
  * otherwise to the nearest pgwitness source file up the stack; what has no
  * pgwitness frame (the event loop, Node's streams) is "Node event loop and streams".
  */
@@ -49,6 +50,8 @@ function classify(frames: Array<{ sym: string; dso: string }>): string {
   if (leaf.dso.includes('kernel') || leaf.sym.startsWith('[k]')) {
     // Kernel time under an audit file write is the write's; everything else is sockets, epoll and scheduling.
     if (frames.some((f) => /\/ledger\/(file-log|intent-journal)\.js|node:internal\/fs|uv__fs_|uv_fs_/.test(f.sym))) return 'audit file writes'
+    // Handing work to libuv's thread pool and being woken when it is done (futexes, the async eventfd).
+    if (frames.some((f) => /uv__work|uv_async|uv__async|futex|pthread_cond/.test(f.sym))) return 'thread-pool hand-offs'
     return 'TLS and sockets'
   }
   if (/libssl|libcrypto/.test(leaf.dso) || /ssl3_|tls1_|aesni|gcm_|EVP_|ChaCha|poly1305|^SSL_|BIO_/.test(leaf.sym)) return 'TLS and sockets'
