@@ -131,6 +131,18 @@ export function canonicalLine(p: RecordParts, chain: ChainInfo): string {
   return assemble(p, `"chain":{"hash":"${chain.hash}","prev":"${chain.prev}","seq":${chain.seq}}`)
 }
 
+/**
+ * canonicalLine(parts, chain), cut from the text that was hashed: the same
+ * characters with `"hash":"…",` in front of `"prev"`. Hashing made `hashed`
+ * one flat string; cutting it is cheap, where joining `parts` again would
+ * make the writer walk every piece of the record's serialization a second
+ * time.
+ */
+function lineFromHashed(p: RecordParts, hashed: string, hash: string): string {
+  const at = (p.before === '' ? 1 : p.before.length + 2) + '"chain":{'.length
+  return hashed.slice(0, at) + '"hash":"' + hash + '",' + hashed.slice(at)
+}
+
 /** A record with its chain and the line to write for it (canonical JSON, no newline). */
 export interface SealedRecord {
   readonly chain: ChainInfo
@@ -195,11 +207,12 @@ export class AuditChain {
     }
     const seq = this.seq + 1
     const prev = this.hash
-    const hash = sha256Hex(hashedText(parts, seq, prev))
+    const hashed = hashedText(parts, seq, prev)
+    const hash = sha256Hex(hashed)
     const chain: ChainInfo = { seq, prev, hash }
     this.seq = seq
     this.hash = hash
-    return new Sealed(rec, shared, chain, canonicalLine(parts, chain), sanitized)
+    return new Sealed(rec, shared, chain, lineFromHashed(parts, hashed, hash), sanitized)
   }
 }
 
