@@ -1,7 +1,8 @@
 /**
  * Cost of one pgbench-shaped statement record: building it (statementRecord),
  * building + sealing it (AuditChain.seal: canonical JSON, SHA-256), and the
- * way a session does it (own members sealed with the session's shared ones).
+ * way a session does it (own members sealed with the session's shared ones),
+ * and that plus the file writer's batch join (where each line is flattened).
  *   npx tsx bench/record-cost.ts
  */
 import { AuditChain, shareMembers } from '../src/ledger/chain.js'
@@ -31,5 +32,16 @@ for (let round = 0; round < 3; round++) {
   t0 = process.hrtime.bigint()
   for (let i = 0; i < N; i++) len += chain.seal(statementOwnMembers({ ...s, seq: i }), shared).line.length
   const own = Number(process.hrtime.bigint() - t0) / N / 1000
-  console.log(`build ${build.toFixed(2)} µs, build+seal ${all.toFixed(2)} µs, own members+seal with shared ${own.toFixed(2)} µs, line ${len / N / 2} bytes`)
+  // The same, and the file writer's batch join (lines + newline, joined, encoded): where a line's text is flattened.
+  t0 = process.hrtime.bigint()
+  let batch: string[] = []
+  for (let i = 0; i < N; i++) {
+    batch.push(chain.seal(statementOwnMembers({ ...s, seq: i }), shared).line + '\n')
+    if (batch.length === 4) {
+      Buffer.from(batch.join(''), 'utf8')
+      batch = []
+    }
+  }
+  const joined = Number(process.hrtime.bigint() - t0) / N / 1000
+  console.log(`build ${build.toFixed(2)} µs, build+seal ${all.toFixed(2)} µs, own members+seal with shared ${own.toFixed(2)} µs, and batch join ${joined.toFixed(2)} µs, line ${len / N / 2} bytes`)
 }
