@@ -61,16 +61,10 @@ export interface RecordParts {
 
 /** Serialize the members of a record (any `chain` member is skipped). Throws CanonicalJsonError. */
 export function recordParts(rec: Readonly<Record<string, unknown>>): RecordParts {
-  let before = ''
-  let after = ''
-  for (const [k, m] of canonicalMembers(rec as Record<string, unknown>)) {
-    if (k === 'chain') continue
-    // canonicalMembers returns names in canonical order; 'chain' < k compares UTF-16 code units too.
-    if (k < 'chain') before = before === '' ? m : before + ',' + m
-    else after = after === '' ? m : after + ',' + m
-  }
-  return { before, after }
+  return recordPartsWith(NOTHING_SHARED, rec)
 }
+
+const NOTHING_SHARED: SharedMembers = { object: {}, members: [] }
 
 /**
  * Members many records share (those of one session), serialized once:
@@ -110,6 +104,7 @@ export function recordPartsWith(shared: SharedMembers, own: Readonly<Record<stri
       ;[k, m] = theirs[j++]!
     }
     if (k === 'chain') continue
+    // Members come in canonical order; 'chain' < k compares UTF-16 code units too.
     if (k < 'chain') before = before === '' ? m : before + ',' + m
     else after = after === '' ? m : after + ',' + m
   }
