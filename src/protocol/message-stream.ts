@@ -35,7 +35,8 @@ export interface MessageHandler {
 const EMPTY = Buffer.alloc(0)
 
 export class MessageStream {
-  private readonly header = Buffer.alloc(5)
+  /** A header split across chunks, as far as it came; made when one first is (rare: most chunks end on a message). */
+  private header: Buffer | null = null
   private headerFill = 0
   private type = 0
   private mode: BodyMode = BodyMode.Skip
@@ -70,13 +71,14 @@ export class MessageStream {
           contiguous = true
         } else {
           const take = Math.min(5 - this.headerFill, len - off)
-          chunk.copy(this.header, this.headerFill, off, off + take)
+          const header = (this.header ??= Buffer.alloc(5))
+          chunk.copy(header, this.headerFill, off, off + take)
           this.headerFill += take
           off += take
           if (this.headerFill < 5) return
           this.headerFill = 0
-          this.type = this.header[0]!
-          this.begin(this.header.readInt32BE(1))
+          this.type = header[0]!
+          this.begin(header.readInt32BE(1))
         }
         if (this.mode === BodyMode.Capture && len - off >= this.remaining) {
           // Fast path: the whole body is in this chunk.

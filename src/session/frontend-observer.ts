@@ -44,10 +44,10 @@ export class FrontendObserver implements MessageHandler {
   readonly out = new OutputRun()
   /** The client sent Terminate. */
   clientTerminated = false
-  /** Prepared statements whose Parse was refused and replaced (their Binds carry no parameters). */
-  private readonly deniedStatements = new Set<string>()
+  /** Prepared statements whose Parse was refused and replaced (their Binds carry no parameters); made on the first refusal. */
+  private deniedStatements: Set<string> | null = null
   /** Portals bound to such statements: executing them runs only the refusal. */
-  private readonly deniedPortals = new Set<string>()
+  private deniedPortals: Set<string> | null = null
   /** Refusals the proxy answers itself (see answersHere), in order. */
   private readonly refusedHere: Denial[] = []
   // Stream-mode state for one large frontend message at a time.
@@ -190,27 +190,27 @@ export class FrontendObserver implements MessageHandler {
         const denial = this.auditDenial() ?? this.unsplittable(statements, p.raw === null) ?? rules.denial ?? this.settingDenial(statements.slice(0, 1))
         t.parse(p.name, p.text, false, { denial, origin: this.originOf(p), reread: this.rereadable(raw.text), policies: rules.policies })
         if (!denial) {
-          this.deniedStatements.delete(p.name)
+          this.deniedStatements?.delete(p.name)
           return null
         }
         // The server parses a statement that raises the refusal when executed, so its
         // transaction state ends up exactly as the client is told; the real text never goes upstream.
-        this.deniedStatements.add(p.name)
+        ;(this.deniedStatements ??= new Set()).add(p.name)
         return serialize.parse({ name: p.name, text: denialStatement(denial), types: [] })
       }
       case F.Bind: {
         const b = decodeBind(body, this.opts.maxParameterBytes)
         this.recordBind(b)
-        if (!this.deniedStatements.has(b.statement)) {
-          this.deniedPortals.delete(b.portal)
+        if (this.deniedStatements === null || !this.deniedStatements.has(b.statement)) {
+          this.deniedPortals?.delete(b.portal)
           return null
         }
-        this.deniedPortals.add(b.portal)
+        ;(this.deniedPortals ??= new Set()).add(b.portal)
         return serialize.bind({ portal: b.portal, statement: b.statement, values: [] })
       }
       case F.Execute: {
         const portal = decodeExecute(body).portal
-        this.refuseUnaudited(!this.deniedPortals.has(portal))
+        this.refuseUnaudited(this.deniedPortals === null || !this.deniedPortals.has(portal))
         t.execute(portal)
         return null
       }

@@ -16,65 +16,69 @@ import type { StatementInfo } from '../evidence/types.js'
 import { unparsedStatement } from '../classify/split.js'
 import type { Portal, Prepared } from './tracked-statement.js'
 
+// The maps are made on first use: most sessions are idle most of the time,
+// and an empty Map costs ~200 bytes (limits.max_connections × 4 of them).
+const NONE: ReadonlyMap<string, never> = new Map<string, never>()
+
 export class ProtocolState {
-  private readonly statements = new Map<string, Prepared>()
-  private readonly portals = new Map<string, Portal>()
+  private statements: Map<string, Prepared> | null = null
+  private portals: Map<string, Portal> | null = null
   /** Predicted changes of messages sent but not yet answered (null entry: closed). */
-  private readonly sentStatements = new Map<string, Prepared | null>()
-  private readonly sentPortals = new Map<string, PredictedPortal | null>()
+  private sentStatements: Map<string, Prepared | null> | null = null
+  private sentPortals: Map<string, PredictedPortal | null> | null = null
 
   // ---- server-confirmed changes -------------------------------------------
 
   parsed(stmt: Prepared): void {
-    this.statements.set(stmt.name, stmt)
+    ;(this.statements ??= new Map()).set(stmt.name, stmt)
   }
 
   /** BindComplete: the portal now runs the statement the server had under that name. */
   bound(portalName: string, statementName: string, parameters: StatementInfo['parameters']): void {
-    const stmt = this.statements.get(statementName)
+    const stmt = this.statements?.get(statementName)
     // A statement prepared with SQL PREPARE is unknown to us: the portal runs something we did not see.
-    this.portals.set(portalName, { name: portalName, stmt: stmt ?? unseenStatement(statementName), parameters, executions: 0, rows: 0 })
+    ;(this.portals ??= new Map()).set(portalName, { name: portalName, stmt: stmt ?? unseenStatement(statementName), parameters, executions: 0, rows: 0 })
   }
 
   closed(target: 'S' | 'P', name: string): void {
     if (target === 'P') {
-      this.portals.delete(name)
+      this.portals?.delete(name)
       return
     }
     // Portals made from it live on: they hold the plan (PostgreSQL runs them, whatever the protocol docs say).
-    this.statements.delete(name)
+    this.statements?.delete(name)
   }
 
   /** A simple Query ran: it destroys the unnamed statement and the unnamed portal. */
   queryRan(): void {
     this.closed('S', '')
-    this.portals.delete('')
+    this.portals?.delete('')
   }
 
   /** The transaction ended (ReadyForQuery 'I'): portals do not outlive it. */
   transactionEnded(): void {
-    this.portals.clear()
+    if (this.portals !== null && this.portals.size > 0) this.portals.clear()
   }
 
   /** DEALLOCATE name | DEALLOCATE ALL (null); DISCARD ALL also closes every portal. */
   deallocated(name: string | null, portalsToo = false): void {
-    if (name !== null) this.statements.delete(name)
-    else this.statements.clear()
-    if (portalsToo) this.portals.clear()
+    if (name !== null) this.statements?.delete(name)
+    else this.statements?.clear()
+    if (portalsToo) this.portals?.clear()
   }
 
   /** SQL CLOSE name | CLOSE ALL (null). */
   closedByName(name: string | null): void {
-    if (name === null) this.portals.clear()
-    else this.portals.delete(name)
+    if (name === null) this.portals?.clear()
+    else this.portals?.delete(name)
   }
 
   portal(name: string): Portal | undefined {
-    return this.portals.get(name)
+    return (this.portals ?? NONE).get(name)
   }
 
   statement(name: string): Prepared | undefined {
-    return this.statements.get(name)
+    return (this.statements ?? NONE).get(name)
   }
 
   // ---- predicted view (sent, not yet answered) ----------------------------
@@ -82,36 +86,36 @@ export class ProtocolState {
   /** A Parse sent: PostgreSQL refuses a named statement that exists, replaces the unnamed one. */
   sentParse(stmt: Prepared): void {
     if (stmt.name !== '' && this.predictedStatement(stmt.name) !== undefined) return
-    this.sentStatements.set(stmt.name, stmt)
+    ;(this.sentStatements ??= new Map()).set(stmt.name, stmt)
   }
 
   sentBind(portalName: string, statementName: string, parameters: StatementInfo['parameters']): void {
     const stmt = this.predictedStatement(statementName)
-    this.sentPortals.set(portalName, stmt ? { stmt, parameters } : null)
+    ;(this.sentPortals ??= new Map()).set(portalName, stmt ? { stmt, parameters } : null)
   }
 
   sentClose(target: 'S' | 'P', name: string): void {
-    if (target === 'S') this.sentStatements.set(name, null)
-    else this.sentPortals.set(name, null)
+    if (target === 'S') (this.sentStatements ??= new Map()).set(name, null)
+    else (this.sentPortals ??= new Map()).set(name, null)
   }
 
   /** What an Execute of this portal is expected to run, if anything. */
   predictedPortal(portalName: string): PredictedPortal | undefined {
-    const sent = this.sentPortals.get(portalName)
+    const sent = (this.sentPortals ?? NONE).get(portalName)
     if (sent !== undefined) return sent ?? undefined
-    return this.portals.get(portalName)
+    return (this.portals ?? NONE).get(portalName)
   }
 
   /** Nothing is in flight: every sent change has been confirmed or refused. */
   settled(): void {
-    if (this.sentStatements.size > 0) this.sentStatements.clear()
-    if (this.sentPortals.size > 0) this.sentPortals.clear()
+    if (this.sentStatements !== null && this.sentStatements.size > 0) this.sentStatements.clear()
+    if (this.sentPortals !== null && this.sentPortals.size > 0) this.sentPortals.clear()
   }
 
   private predictedStatement(name: string): Prepared | undefined {
-    const sent = this.sentStatements.get(name)
+    const sent = (this.sentStatements ?? NONE).get(name)
     if (sent !== undefined) return sent ?? undefined
-    return this.statements.get(name)
+    return (this.statements ?? NONE).get(name)
   }
 }
 

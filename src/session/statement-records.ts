@@ -26,8 +26,8 @@ const UNOBSERVED_TRANSACTION = { number: 0, kind: 'unknown' } as const
 export class SessionStatements {
   /** Statements recorded so far (statement.seq of the last). */
   count = 0
-  /** Statements forwarded (or about to be) whose outcome is not recorded yet, by intent key. */
-  private readonly intents = new Map<number, StatementIntent>()
+  /** Statements forwarded (or about to be) whose outcome is not recorded yet, by intent key (strict durability; made on the first). */
+  private intents: Map<number, StatementIntent> | null = null
   /** Intents of the client chunk being decoded, not yet durable. */
   private fresh: StatementIntent[] = []
   /** Intents being made durable; their chunk is forwarded once they are (null: none waiting). */
@@ -67,9 +67,9 @@ export class SessionStatements {
     if (s.policy !== null) this.countRuleHits(s.policy)
     if (!this.recording) return
     const rec = this.shared === null ? statementRecord(this.context, s) : statementOwnMembers(s)
-    const intent = s.key > 0 ? this.intents.get(s.key) : undefined
+    const intent = s.key > 0 ? this.intents?.get(s.key) : undefined
     if (intent !== undefined) {
-      this.intents.delete(s.key)
+      this.intents!.delete(s.key)
       rec.id = intent.id
     }
     const seq = this.shared === null ? this.audit.append(rec as Unchained<StatementRecord>) : this.appendOwn(rec, this.shared)
@@ -92,16 +92,17 @@ export class SessionStatements {
     return {
       intent: (key, s) => {
         // Its place in the session is not known before the server answers: seq and transaction are predictions.
-        const rec = unseenStatementOwnMembers(s, this.count + this.intents.size + 1, UNOBSERVED_TRANSACTION, OUTCOME_UNSEEN)
+        const intents = (this.intents ??= new Map())
+        const rec = unseenStatementOwnMembers(s, this.count + intents.size + 1, UNOBSERVED_TRANSACTION, OUTCOME_UNSEEN)
         this.intentSession ??= { key: this.context.session.id, json: JSON.stringify(sharedSessionMembers(this.context)) }
         const intent: StatementIntent = { id: rec.id, afterSeq: this.startSeq, session: this.intentSession, record: rec }
-        this.intents.set(key, intent)
+        intents.set(key, intent)
         this.fresh.push(intent)
       },
       skipped: (key) => {
-        const intent = this.intents.get(key)
+        const intent = this.intents?.get(key)
         if (intent === undefined) return
-        this.intents.delete(key)
+        this.intents!.delete(key)
         journal.discard(intent.id)
       },
       beforeForward: () => {
@@ -135,6 +136,7 @@ export class SessionStatements {
       for (const i of this.gated) this.forget(i)
       this.gated = null
     }
+    if (this.intents === null) return
     for (const intent of this.intents.values()) {
       this.count++
       const rec = intentRecord(intent) as Unchained<StatementRecord>
@@ -145,7 +147,7 @@ export class SessionStatements {
 
   /** An intent whose statement will never reach the server. */
   private forget(intent: StatementIntent): void {
-    for (const [k, v] of this.intents) if (v === intent) this.intents.delete(k)
+    for (const [k, v] of this.intents ?? []) if (v === intent) this.intents!.delete(k)
     this.journal!.discard(intent.id)
   }
 

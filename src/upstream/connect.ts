@@ -9,6 +9,7 @@ import { formatPath } from '../config/errors.js'
 import type { UpstreamClientCert, UpstreamConfig } from '../config/types.js'
 import { PgError, SQLSTATE } from '../protocol/errors.js'
 import { BodyMode, MessageStream } from '../protocol/message-stream.js'
+import { parameterPair, type ParameterPair } from './parameter-pairs.js'
 
 /** An authenticated upstream connection, ready for the client's first query. */
 export interface UpstreamConnection {
@@ -16,7 +17,7 @@ export interface UpstreamConnection {
   backendPid: number
   secretKey: number
   /** ParameterStatus values in the order the server sent them. */
-  parameters: Array<[string, string]>
+  parameters: ParameterPair[]
   /** PostgreSQL's own session id, as %c prints it: hex(backend start epoch).hex(pid). */
   serverSessionId: string
   tls: boolean
@@ -207,7 +208,7 @@ function authenticate(
 ): Promise<UpstreamConnection> {
   return new Promise((resolve, reject) => {
     const parser = new Parser()
-    const parameters: Array<[string, string]> = []
+    const parameters: ParameterPair[] = []
     let backendPid = 0
     let secretKey = 0
     let saslSession: ReturnType<typeof sasl.startSession> | null = null
@@ -279,7 +280,7 @@ function authenticate(
           return
         case 'parameterStatus': {
           const m = msg as unknown as { parameterName: string; parameterValue: string }
-          parameters.push([m.parameterName, m.parameterValue])
+          parameters.push(parameterPair(m.parameterName, m.parameterValue))
           return
         }
         case 'backendKeyData': {

@@ -11,6 +11,7 @@ import { decodeErrorFields } from '../protocol/backend-fields.js'
 import { BodyMode, MessageStream } from '../protocol/message-stream.js'
 import type { UpstreamConnection } from './connect.js'
 import { Lease } from './lease.js'
+import { parameterPair } from './parameter-pairs.js'
 
 /** Why the pool closed a connection (metric label values). */
 export type DiscardReason =
@@ -213,7 +214,7 @@ export class PooledConnection {
       socket: lease.proxy,
       backendPid: this.backendPid,
       secretKey: this.secretKey,
-      parameters: [...this.parameters],
+      parameters: [...this.parameters].map(([k, v]) => parameterPair(k, v)),
       serverSessionId: this.serverSessionId,
       tls: this.tls,
       release: (reason) => lease.settle(reason),
