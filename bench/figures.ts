@@ -14,6 +14,8 @@
  *   per connection) and the same with upstream.pool on (DISCARD ALL + set_config).
  * - memory: proxy RSS (/proc/PID/status VmRSS) before and after opening N idle
  *   TLS client connections (default 1,000) with node-postgres; (after − before) / N.
+ *   pgwitness's RSS is read after a full GC (bench/lib/gc-on-signal.cjs), as the
+ *   bare Node.js TLS floor (bench/tls-idle-memory.ts) is.
  * - audit: audit records written per second at saturation: pgbench -c 64 -S -M prepared
  *   through pgwitness audit on (batched and strict), against audit off; records counted
  *   in the audit log.
@@ -38,6 +40,8 @@ import { BENCH_SUBJECT, chooseLauncher, startPgwitness, type AuditMode, type Pgw
 import { killAllSync, machineCpu, memoryKiB, processCpu, runCapture, benchCleanup, runBenchMain } from './lib/procs.js'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+/** Node options that make the proxy run a full GC on SIGUSR2 (for the memory figure). */
+const GC_ON_SIGNAL = ['--expose-gc', '--require', path.join(ROOT, 'bench', 'lib', 'gc-on-signal.cjs')]
 const log = (msg: string): void => void process.stderr.write(`[figures] ${msg}\n`)
 
 const { values: opt } = parseArgs({
@@ -189,7 +193,8 @@ async function main(): Promise<number> {
   const pgw = new Map<string, Pgwitness>()
   for (const d of pgwDefs.filter((d) => d.need.some((n) => ONLY.has(n)))) {
     pgw.set(d.name, await startPgwitness({
-      name: d.name, dir: path.join(workDir, d.name), launcher: launcher.argv, nodeArgs: opt['proxy-node-args'].split(/\s+/).filter(Boolean), audit: d.audit, pool: d.pool,
+      name: d.name, dir: path.join(workDir, d.name), launcher: launcher.argv, audit: d.audit, pool: d.pool,
+      nodeArgs: [...(d.name === 'pgwitness-mem' ? GC_ON_SIGNAL : []), ...opt['proxy-node-args'].split(/\s+/).filter(Boolean)],
       cert: pki.serverCert, key: pki.serverKey, jwksPath: issuer.jwksPath, upstreamPort: pgc.port,
       user: 'bench', password: benchPassword, database: 'bench',
     }))
@@ -314,6 +319,16 @@ async function main(): Promise<number> {
 
   // ---- memory per idle TLS connection (last: pgbouncer keeps its server connections afterwards)
   if (ONLY.has('memory')) {
+    // pgwitness: RSS after a full GC (lib/gc-on-signal.cjs), as the bare TLS floor (tls-idle-memory.ts) is
+    // read; without it the figure moved by ±15 KiB per connection with whatever garbage the handshakes left.
+    // pgbouncer has no garbage collector: its RSS is read as it is.
+    const rssAfterGc = async (t: Target): Promise<number> => {
+      if (t.name === 'pgwitness-mem') {
+        process.kill(t.pid!, 'SIGUSR2')
+        await sleep(1500)
+      }
+      return memoryKiB(t.pid!)!.rss
+    }
     const names = ['pgwitness-mem', 'pgbouncer']
     const per: Record<string, { beforeKiB: number; afterKiB: number; perConnKiB: number; openS: number; opened: number; afterCloseKiB: number }> = {}
     for (const n of names) {
@@ -327,7 +342,7 @@ async function main(): Promise<number> {
       // Warm up (TLS, token verification, session code paths), then let it settle.
       for (let i = 0; i < 10; i++) await (await open()).end()
       await sleep(3000)
-      const before = memoryKiB(t.pid!)!.rss
+      const before = await rssAfterGc(t)
       const clients: pg.Client[] = []
       const t0 = Date.now()
       let next = 0
@@ -343,7 +358,7 @@ async function main(): Promise<number> {
       // Every connection still works (they are idle sessions, not half-open sockets).
       await clients[0]!.query('select 1')
       await clients[clients.length - 1]!.query('select 1')
-      const after = memoryKiB(t.pid!)!.rss
+      const after = await rssAfterGc(t)
       await Promise.all(clients.map((c) => c.end().catch(() => undefined)))
       await sleep(3000)
       const afterClose = memoryKiB(t.pid!)!.rss

@@ -1,8 +1,10 @@
 /**
  * The floors under `pgwitness report`'s speed, measured on the same log in
  * the same run (so machine load affects them alike): a bare line reader, a
- * bare SHA-256 of every line, JSON.parse of every line (each on one core, in
- * this process); the least any verifying report must do — read every line
+ * bare SHA-256 of every line, JSON.parse of every line, a bare JavaScript
+ * walk over every byte (one table lookup per byte: what any byte scanner in
+ * JavaScript pays at least) and verify's canonical-form scanner alone (each
+ * on one core, in this process); the least any verifying report must do — read every line
  * and SHA-256 it — on every core at once, each core a byte range of the file
  * (worker threads); and `pgwitness verify` alone (the built CLI).
  *
@@ -17,6 +19,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
 import { Worker } from 'node:worker_threads'
+import { CanonicalLineScanner } from '../src/ledger/canonical-scan.js'
 
 const { values } = parseArgs({ options: { file: { type: 'string' }, 'public-key': { type: 'string' } } })
 if (!values.file) {
@@ -54,6 +57,21 @@ console.log(`${file}: load average ${os.loadavg().map((l) => l.toFixed(1)).join(
 await floor('bare line reader', () => {})
 await floor('bare SHA-256 of every line', (buf, start, end) => void crypto.hash('sha256', buf.subarray(start, end), 'hex'))
 await floor('JSON.parse of every line', (buf, start, end) => void JSON.parse(buf.toString('utf8', start, end)))
+const BYTE_CLASS = new Uint8Array(256)
+BYTE_CLASS[0x22] = 1
+let walked = 0
+await floor('JavaScript walk over every byte', (buf, start, end) => {
+  let x = 0
+  for (let i = start; i < end; i++) x += BYTE_CLASS[buf[i]!]!
+  walked += x
+})
+if (walked < 0) console.log(walked)
+const scanner = new CanonicalLineScanner()
+let refused = 0
+await floor('canonical scanner (verify) alone', (buf, start, end) => {
+  if (scanner.scan(buf, start, end) === null) refused++
+})
+if (refused > 0) console.log(`  (the scanner refused ${refused} line(s): verify checks those the long way)`)
 /**
  * Read [from, to) of the file with readSync into one reused buffer; SHA-256
  * each line that starts in the range (a line crossing `to` is finished; one
