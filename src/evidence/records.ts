@@ -170,18 +170,16 @@ function outcomeMember(s: ObservedStatement): StatementRecord['outcome'] {
 }
 
 export function transactionEndRecord(c: SessionContext, e: TransactionEnd): Unchained<TransactionEndRecord> {
-  return {
-    ...sessionEnvelope('transaction.end', c),
-    transaction: {
-      number: e.number,
-      outcome: e.outcome,
-      cause: e.cause,
-      gid: e.gid,
-      first_seq: e.firstSeq,
-      last_seq: e.lastSeq,
-      undone_seqs: e.undone,
-    },
-  }
+  return { ...sessionEnvelope('transaction.end', c), transaction: transactionMember(e) }
+}
+
+/** A transaction.end record without its session's shared members (sharedSessionMembers): with them it is transactionEndRecord's. */
+export function transactionEndOwnMembers(e: TransactionEnd): Omit<Unchained<TransactionEndRecord>, keyof SharedSessionMembers> {
+  return { schema: AUDIT_SCHEMA, id: uuidv7(), time: rfc3339Micros(), type: 'transaction.end', transaction: transactionMember(e) }
+}
+
+function transactionMember(e: TransactionEnd): TransactionEndRecord['transaction'] {
+  return { number: e.number, outcome: e.outcome, cause: e.cause, gid: e.gid, first_seq: e.firstSeq, last_seq: e.lastSeq, undone_seqs: e.undone }
 }
 
 export function sessionEndRecord(

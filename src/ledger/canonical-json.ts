@@ -126,14 +126,10 @@ function serialize(value: unknown): string | undefined {
 }
 
 /**
- * Serialized forms of frozen objects. A session's records repeat the same
- * identity, session, upstream and connection objects in every record; the
- * session freezes them (deepFreeze) so they are serialized once. Only
- * deep-frozen values may be frozen at the top: Object.isFrozen is shallow.
+ * Freeze a JSON value and everything in it. A session's records all carry
+ * the same context objects (identity, session, upstream, connection):
+ * frozen, nothing can change one record's evidence through another.
  */
-const frozenText = new WeakMap<object, string | undefined>()
-
-/** Freeze a JSON value and everything in it (so its canonical text may be cached). */
 export function deepFreeze<T>(value: T): T {
   if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
     for (const v of Object.values(value)) deepFreeze(v)
@@ -142,25 +138,17 @@ export function deepFreeze<T>(value: T): T {
   return value
 }
 
-function serializeObject(value: object): string | undefined {
-  if (Object.isFrozen(value)) {
-    if (frozenText.has(value)) return frozenText.get(value)
-    const text = serializeUncached(value)
-    // Kept as long as the session: one flat string, not the rope of ~3 pieces per member that
-    // concatenation builds (about 4 KiB of string objects per session's context otherwise).
-    const kept = text === undefined ? text : flatCopy(text)
-    frozenText.set(value, kept)
-    return kept
-  }
-  return serializeUncached(value)
-}
-
-/** The same text as one flat string (JSON.parse of its JSON copies it; it may hold any code units). */
-function flatCopy(text: string): string {
+/**
+ * The same text as one flat string. A serialized text is a rope of ~3
+ * pieces per member (how concatenation builds it); a text kept for as long
+ * as a session lives is better kept flat (about 4 KiB less per session's
+ * context). JSON.parse of its JSON copies it, whatever code units it holds.
+ */
+export function flatCopy(text: string): string {
   return JSON.parse(JSON.stringify(text)) as string
 }
 
-function serializeUncached(value: object): string | undefined {
+function serializeObject(value: object): string | undefined {
   if (typeof (value as { toJSON?: unknown }).toJSON === 'function') {
     return serialize((value as { toJSON(): unknown }).toJSON())
   }

@@ -20,7 +20,7 @@
  */
 import crypto from 'node:crypto'
 import type { FileHandle } from 'node:fs/promises'
-import { canonicalMembers, CanonicalJsonError, toIJson } from './canonical-json.js'
+import { canonicalMembers, CanonicalJsonError, flatCopy, toIJson } from './canonical-json.js'
 import type { AuditRecord, AuditRecordBody, ChainInfo } from '../evidence/types.js'
 
 /** chain.prev of the first record of a log. */
@@ -79,7 +79,9 @@ export interface SharedMembers {
 /** `obj`'s members serialized for sharing; null when they are not I-JSON (its records then take the full path, which sanitizes). */
 export function shareMembers(obj: Readonly<Record<string, unknown>>): SharedMembers | null {
   try {
-    return { object: obj, members: canonicalMembers(obj as Record<string, unknown>).filter(([k]) => k !== 'chain') }
+    // Kept as long as the session: flat texts, not ropes (flatCopy).
+    const members = canonicalMembers(obj as Record<string, unknown>).filter(([k]) => k !== 'chain').map(([k, m]) => [k, flatCopy(m)] as const)
+    return { object: obj, members }
   } catch (err) {
     if (err instanceof CanonicalJsonError) return null
     throw err

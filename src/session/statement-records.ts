@@ -9,7 +9,7 @@
 import { intentRecord, type IntentJournal, type IntentSession, type StatementIntent } from '../ledger/intent-journal.js'
 import { shareMembers, type SharedMembers } from '../ledger/chain.js'
 import type { AuditSink } from '../ledger/log.js'
-import { sharedSessionMembers, statementOwnMembers, statementRecord, transactionEndRecord, unseenStatementOwnMembers, type SessionContext } from '../evidence/records.js'
+import { sharedSessionMembers, statementOwnMembers, statementRecord, transactionEndOwnMembers, transactionEndRecord, unseenStatementOwnMembers, type SessionContext } from '../evidence/records.js'
 import type { AuditRecordBody, StatementPolicyInfo, StatementRecord, Unchained } from '../evidence/types.js'
 import type { ProxyMetrics } from '../metrics/registry.js'
 import { SQLSTATE } from '../protocol/errors.js'
@@ -34,8 +34,8 @@ export class SessionStatements {
   private gated: StatementIntent[] | null = null
   /** The session's shared record members for its intents, serialized on the first. */
   private intentSession: IntentSession | null = null
-  /** The same members, serialized once for the chain (null: not I-JSON; records then take the full path). */
-  private readonly shared: SharedMembers | null
+  /** The same members, serialized once for the chain (see shared(); undefined: not yet). */
+  private sharedMembers: SharedMembers | null | undefined = undefined
 
   constructor(
     private readonly context: SessionContext,
@@ -47,9 +47,7 @@ export class SessionStatements {
     private readonly journal: IntentJournal | null,
     /** chain.seq of the session's session.start: the outcomes of its statements come after it. */
     private readonly startSeq: number,
-  ) {
-    this.shared = recording ? shareMembers(sharedSessionMembers(context) as Record<string, unknown>) : null
-  }
+  ) {}
 
   /** The next statement.seq (the tracker's statements and the ones recorded here share one sequence). */
   nextSeq(): number {
@@ -66,14 +64,26 @@ export class SessionStatements {
     this.metrics.statement(s.classes, s.status, s.durationUs)
     if (s.policy !== null) this.countRuleHits(s.policy)
     if (!this.recording) return
-    const rec = this.shared === null ? statementRecord(this.context, s) : statementOwnMembers(s)
+    const shared = this.shared()
+    const rec = shared === null ? statementRecord(this.context, s) : statementOwnMembers(s)
     const intent = s.key > 0 ? this.intents?.get(s.key) : undefined
     if (intent !== undefined) {
       this.intents!.delete(s.key)
       rec.id = intent.id
     }
-    const seq = this.shared === null ? this.audit.append(rec as Unchained<StatementRecord>) : this.appendOwn(rec, this.shared)
+    const seq = shared === null ? this.audit.append(rec as Unchained<StatementRecord>) : this.appendOwn(rec, shared)
     if (intent !== undefined) this.journal!.resolve(intent.id, seq)
+  }
+
+  /**
+   * The session's members, serialized once for the chain, on its first
+   * record after session.start (a session that never runs a statement does
+   * not hold them); null when they are not I-JSON: its records then take
+   * the full path, which sanitizes.
+   */
+  private shared(): SharedMembers | null {
+    if (this.sharedMembers === undefined) this.sharedMembers = shareMembers(sharedSessionMembers(this.context) as Record<string, unknown>)
+    return this.sharedMembers
   }
 
   private appendOwn(own: Readonly<Record<string, unknown>>, shared: SharedMembers): number {
@@ -82,7 +92,10 @@ export class SessionStatements {
 
   /** A transaction ended, from the relay. */
   transactionEnd(e: TransactionEnd): void {
-    if (this.recording) this.audit.append(transactionEndRecord(this.context, e))
+    if (!this.recording) return
+    const shared = this.shared()
+    if (shared === null) this.audit.append(transactionEndRecord(this.context, e))
+    else this.appendOwn(transactionEndOwnMembers(e), shared)
   }
 
   /** The relay events of strict durability (none without a journal). */

@@ -7,6 +7,8 @@ import fc from 'fast-check'
 import t from 'tap'
 import { AuditChain, recordPartsWith, recordParts, shareMembers } from '../../src/ledger/chain.js'
 import type { AuditRecordBody } from '../../src/evidence/types.js'
+import { sharedSessionMembers, transactionEndOwnMembers, transactionEndRecord, type SessionContext } from '../../src/evidence/records.js'
+import type { TransactionEnd } from '../../src/evidence/observed.js'
 
 const names = fc.oneof(fc.constantFrom('chain', 'id', 'identity', 'session', 'statement', 'time', 'type', 'approval', 'b', 'z', '10', '9', 'ünï'), fc.string({ maxLength: 6 }))
 const values = fc.jsonValue({ maxDepth: 2 })
@@ -39,4 +41,30 @@ t.test('seal(own, shared) writes the line and hash of seal({...shared, ...own}),
     t.same(a.record, b.record)
   }
   t.equal(shareMembers({ claims: { x: lone } }), null, 'shared members that are not I-JSON are not shared (their records take the full path)')
+})
+
+t.test('a transaction.end sealed from its own members and the session\'s shared ones is transactionEndRecord\'s line', async (t) => {
+  const c: SessionContext = {
+    proxy: { instance: 'pgw-test', version: '0.1.0' },
+    connection: { id: 'c-1', client: { address: '10.0.0.7', port: 53122 }, tls: null },
+    session: { id: '0193-session-1', started_at: '2026-11-26T05:38:42.123456Z', application_name: 'wörker "α"' },
+    identity: {
+      method: 'jwt', subject: 'spiffe://test.local/ns/billing/sa/api', issuer: 'https://issuer.test', audience: ['pgwitness'],
+      token_id: null, token_expires_at: null, spiffe_id: null, cert_sha256: null, claims: { team: 'payments' }, policy_rule: 'billing-app',
+    },
+    upstream: { host: '127.0.0.1', port: 5432, database: 'appdb', role: 'app', backend_pid: 4711, server_session_id: '6745a1b2.1267' },
+    approval: { id: 'apr-1', ticket: 'CHG-1', approver: 'bob', issuer: 'https://approvals.test', expires_at: '2026-11-26T06:00:00Z' },
+  }
+  const ends: TransactionEnd[] = [
+    { number: 3, outcome: 'committed', cause: 'commit', gid: null, firstSeq: 4, lastSeq: 9, undone: [] },
+    { number: 4, outcome: 'rolled_back', cause: 'error', gid: null, firstSeq: 10, lastSeq: 12, undone: [{ first: 11, last: 12, savepoint: 'sp "1"' }] },
+    { number: 5, outcome: 'prepared', cause: 'prepare', gid: 'tx-ü', firstSeq: 13, lastSeq: 13, undone: [] },
+  ]
+  for (const e of ends) {
+    const own = transactionEndOwnMembers(e)
+    const whole = { ...transactionEndRecord(c, e), id: own.id, time: own.time }
+    const a = new AuditChain().seal(own, shareMembers(sharedSessionMembers(c) as Record<string, unknown>))
+    const b = new AuditChain().seal(whole as unknown as AuditRecordBody)
+    t.equal(a.line, b.line, `transaction ${e.number}`)
+  }
 })
