@@ -14,8 +14,11 @@
  *   per connection) and the same with upstream.pool on (DISCARD ALL + set_config).
  * - memory: proxy RSS (/proc/PID/status VmRSS) before and after opening N idle
  *   TLS client connections (default 1,000) with node-postgres; (after − before) / N.
- *   pgwitness's RSS is read after a full GC (bench/lib/gc-on-signal.cjs), as the
- *   bare Node.js TLS floor (bench/tls-idle-memory.ts) is.
+ *   --memory-gc none (default: RSS as it is, garbage and all), full (pgwitness's
+ *   RSS read after a full GC, as bench/tls-idle-memory.ts reads the bare TLS
+ *   floor) or last-resort (after V8's collection of all available garbage, which
+ *   also gives back the young generation grown during the handshakes: the memory
+ *   each connection retains); see bench/lib/gc-on-signal.cjs.
  * - audit: audit records written per second at saturation: pgbench -c 64 -S -M prepared
  *   through pgwitness audit on (batched and strict), against audit off; records counted
  *   in the audit log.
@@ -40,7 +43,7 @@ import { BENCH_SUBJECT, chooseLauncher, startPgwitness, type AuditMode, type Pgw
 import { killAllSync, machineCpu, memoryKiB, processCpu, runCapture, benchCleanup, runBenchMain } from './lib/procs.js'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
-/** Node options that make the proxy run a full GC on SIGUSR2 (for the memory figure). */
+/** Node options that make the proxy run a GC on SIGUSR2 (for the memory figure; --memory-gc). */
 const GC_ON_SIGNAL = ['--expose-gc', '--require', path.join(ROOT, 'bench', 'lib', 'gc-on-signal.cjs')]
 const log = (msg: string): void => void process.stderr.write(`[figures] ${msg}\n`)
 
@@ -54,6 +57,7 @@ const { values: opt } = parseArgs({
     out: { type: 'string' },
     keep: { type: 'boolean', default: false },
     'proxy-node-args': { type: 'string', default: '' },
+    'memory-gc': { type: 'string', default: 'none' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 })
@@ -61,6 +65,10 @@ if (opt.help) {
   console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('*/')[0]!.replace(/^\/\*\*?|^ \* ?/gm, ''))
   process.exit(0)
 }
+const MEMORY_GC = opt['memory-gc']
+if (!['none', 'full', 'last-resort'].includes(MEMORY_GC)) throw new Error(`--memory-gc: none, full or last-resort, not "${MEMORY_GC}"`)
+// Read by bench/lib/gc-on-signal.cjs in the proxy (which inherits the environment).
+process.env.PGW_BENCH_GC = MEMORY_GC
 const ONLY = new Set(opt.only.split(',').map((s) => s.trim()).filter(Boolean))
 for (const o of ONLY) if (!['latency', 'connect', 'memory', 'audit'].includes(o)) throw new Error(`--only: unknown figure "${o}"`)
 const ROUNDS = Number(opt.rounds)
@@ -194,7 +202,7 @@ async function main(): Promise<number> {
   for (const d of pgwDefs.filter((d) => d.need.some((n) => ONLY.has(n)))) {
     pgw.set(d.name, await startPgwitness({
       name: d.name, dir: path.join(workDir, d.name), launcher: launcher.argv, audit: d.audit, pool: d.pool,
-      nodeArgs: [...(d.name === 'pgwitness-mem' ? GC_ON_SIGNAL : []), ...opt['proxy-node-args'].split(/\s+/).filter(Boolean)],
+      nodeArgs: [...(d.name === 'pgwitness-mem' && MEMORY_GC !== 'none' ? GC_ON_SIGNAL : []), ...opt['proxy-node-args'].split(/\s+/).filter(Boolean)],
       cert: pki.serverCert, key: pki.serverKey, jwksPath: issuer.jwksPath, upstreamPort: pgc.port,
       user: 'bench', password: benchPassword, database: 'bench',
     }))
@@ -319,11 +327,11 @@ async function main(): Promise<number> {
 
   // ---- memory per idle TLS connection (last: pgbouncer keeps its server connections afterwards)
   if (ONLY.has('memory')) {
-    // pgwitness: RSS after a full GC (lib/gc-on-signal.cjs), as the bare TLS floor (tls-idle-memory.ts) is
-    // read; without it the figure moved by ±15 KiB per connection with whatever garbage the handshakes left.
+    // pgwitness with --memory-gc full or last-resort: RSS after that GC (lib/gc-on-signal.cjs); without one
+    // the figure moves by up to ±15 KiB per connection with whatever garbage the handshakes left.
     // pgbouncer has no garbage collector: its RSS is read as it is.
     const rssAfterGc = async (t: Target): Promise<number> => {
-      if (t.name === 'pgwitness-mem') {
+      if (t.name === 'pgwitness-mem' && MEMORY_GC !== 'none') {
         process.kill(t.pid!, 'SIGUSR2')
         await sleep(1500)
       }
@@ -365,7 +373,7 @@ async function main(): Promise<number> {
       per[n] = { beforeKiB: before, afterKiB: after, perConnKiB: (after - before) / clients.length, openS, opened: clients.length, afterCloseKiB: afterClose }
       log(`memory ${n}: RSS ${before} KiB → ${after} KiB with ${clients.length} idle TLS connections: ${fmt(per[n].perConnKiB, 1)} KiB per connection (opened in ${fmt(openS, 1)} s); ${afterClose} KiB 3 s after closing them`)
     }
-    md.push(`### Memory per idle TLS client connection (${IDLE} idle node-postgres connections)`, '')
+    md.push(`### Memory per idle TLS client connection (${IDLE} idle node-postgres connections; pgwitness RSS read ${MEMORY_GC === 'none' ? 'as it is' : `after a ${MEMORY_GC} GC`})`, '')
     md.push('| target | RSS before | RSS with the idle connections | per connection | × pgbouncer | RSS 3 s after closing them |', '|---|---:|---:|---:|---:|---:|')
     for (const n of names) {
       const p = per[n]!

@@ -2,7 +2,7 @@
  * The floor under pgwitness's memory per idle TLS client connection: a bare
  * Node.js TLS server (no proxy state at all) with N idle TLS clients, RSS
  * measured after a forced GC before and after they connect.
- *   npx tsx bench/tls-idle-memory.ts [--connections 1000]
+ *   npx tsx bench/tls-idle-memory.ts [--connections 1000] [--gc full|last-resort]
  * The server runs in a child process started with --expose-gc.
  */
 import { spawn } from 'node:child_process'
@@ -12,15 +12,19 @@ import path from 'node:path'
 import tls from 'node:tls'
 import { parseArgs } from 'node:util'
 import { createDevPki } from '../src/dev/pki.js'
+import { memoryKiB } from './lib/procs.js'
 
-const { values } = parseArgs({ options: { connections: { type: 'string', default: '1000' } } })
+const { values } = parseArgs({ options: { connections: { type: 'string', default: '1000' }, gc: { type: 'string', default: 'full' } } })
+// full: a major GC (what this floor has always been read after); last-resort: V8's collection of all
+// available garbage, which also gives back grown semi-spaces (as bench/figures.ts --memory-gc last-resort).
+const flavor = values.gc === 'last-resort' ? 'last-resort' : 'regular'
 const n = Number(values.connections)
 const pki = await createDevPki(mkdtempSync(path.join(os.tmpdir(), 'pgw-tlsmem-')))
 const server = `
 const tls = require('node:tls'), fs = require('node:fs'); const socks = []
 const s = tls.createServer({ cert: fs.readFileSync(${JSON.stringify(pki.serverCert)}), key: fs.readFileSync(${JSON.stringify(pki.serverKey)}), minVersion: 'TLSv1.2' }, (c) => { socks.push(c); c.on('error', () => {}) })
 s.listen(0, '127.0.0.1', () => process.stdout.write(s.address().port + '\\n'))
-process.stdin.on('data', () => { global.gc(); process.stdout.write(JSON.stringify({ open: socks.length, rss: process.memoryUsage().rss }) + '\\n') })
+process.stdin.on('data', () => { global.gc({ type: 'major', execution: 'sync', flavor: ${JSON.stringify(flavor)} }); process.stdout.write(JSON.stringify({ open: socks.length }) + '\\n') })
 `
 const child = spawn(process.execPath, ['--expose-gc', '-e', server], { stdio: ['pipe', 'pipe', 'inherit'] })
 const lines: string[] = []
@@ -43,7 +47,10 @@ const port = Number(await next())
 const measure = async () => {
   await new Promise((r) => setTimeout(r, 500))
   child.stdin!.write('\n')
-  return JSON.parse(await next()) as { open: number; rss: number }
+  const { open } = JSON.parse(await next()) as { open: number }
+  // Read as bench/figures.ts reads it: /proc, 1.5 s after the GC (pages it gives back are unmapped meanwhile).
+  await new Promise((r) => setTimeout(r, 1500))
+  return { open, rss: memoryKiB(child.pid!)!.rss * 1024 }
 }
 const before = await measure()
 const clients: tls.TLSSocket[] = []
@@ -55,6 +62,6 @@ for (let i = 0; i < n; i++) {
   })
 }
 const after = await measure()
-console.log(`${after.open} idle TLS connections: RSS ${(before.rss / 2 ** 20).toFixed(1)} MiB -> ${(after.rss / 2 ** 20).toFixed(1)} MiB = ${((after.rss - before.rss) / 1024 / n).toFixed(1)} KiB per connection (after a forced GC)`)
+console.log(`${after.open} idle TLS connections: RSS ${(before.rss / 2 ** 20).toFixed(1)} MiB -> ${(after.rss / 2 ** 20).toFixed(1)} MiB = ${((after.rss - before.rss) / 1024 / n).toFixed(1)} KiB per connection (after a ${values.gc} GC)`)
 for (const c of clients) c.destroy()
 child.kill()
