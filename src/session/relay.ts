@@ -95,6 +95,14 @@ export class Relay {
   private heldBytes = 0
   /** The client was paused because too much arrived while gated. */
   private heldPaused = false
+  /**
+   * While a server chunk is framed: the statements and transactions it ends,
+   * in order. They are recorded right after the chunk is relayed, so the
+   * client has the server's answer before its records are built (the same
+   * records, in the same order, in the same event-loop turn).
+   */
+  private holdingEnds = false
+  private heldEnds: Array<ObservedStatement | TransactionEnd> = []
 
   constructor(
     private readonly client: Duplex,
@@ -104,8 +112,8 @@ export class Relay {
   ) {
     this.tracker = new StatementTracker({
       maxStatementBytes: opts.maxStatementBytes,
-      onStatement: (s) => events.statement(s),
-      onTransactionEnd: (e) => events.transactionEnd?.(e),
+      onStatement: (s) => (this.holdingEnds ? this.heldEnds.push(s) : events.statement(s)),
+      onTransactionEnd: (e) => (this.holdingEnds ? this.heldEnds.push(e) : events.transactionEnd?.(e)),
       ...(events.nextSeq ? { nextSeq: () => events.nextSeq!() } : {}),
       textSettings: () => this.frontend.textSettings.key,
       ...(events.intent ? { onIntent: (k: number, s: ForwardedStatement) => events.intent!(k, s), onSkipped: (k: number) => events.skipped?.(k) } : {}),
@@ -222,19 +230,38 @@ export class Relay {
   private upstreamData(chunk: Buffer): void {
     if (this.ended && this.drained === null) return
     if (this.drained === null) this.bytesOut += chunk.length
+    let invalid: Error | null = null
+    this.holdingEnds = true
     try {
       this.fromServer.push(chunk)
     } catch (err) {
+      invalid = err as Error
+    }
+    this.holdingEnds = false
+    if (invalid === null && this.drained === null && !this.client.write(chunk)) this.upstream.pause()
+    try {
+      this.recordHeldEnds()
+    } catch (err) {
+      invalid ??= err as Error
+    }
+    if (invalid !== null) {
       if (this.drained !== null) return this.endDrain()
-      this.fail('upstream_error', new PgError({ code: SQLSTATE.protocolViolation, message: `invalid data from the upstream server: ${(err as Error).message}` }))
+      this.fail('upstream_error', new PgError({ code: SQLSTATE.protocolViolation, message: `invalid data from the upstream server: ${invalid.message}` }))
       return
     }
-    if (this.drained !== null) {
-      // The client is gone: outcomes only, until every statement it sent has one.
-      if (this.tracker.pending === 0) this.endDrain()
-      return
+    // The client is gone: outcomes only, until every statement it sent has one.
+    if (this.drained !== null && this.tracker.pending === 0) this.endDrain()
+  }
+
+  private recordHeldEnds(): void {
+    const ends = this.heldEnds
+    if (ends.length === 0) return
+    this.heldEnds = []
+    for (const e of ends) {
+      // A TransactionEnd has first/last seq; an ObservedStatement has neither.
+      if ('firstSeq' in e) this.events.transactionEnd?.(e)
+      else this.events.statement(e)
     }
-    if (!this.client.write(chunk)) this.upstream.pause()
   }
 
   /**
