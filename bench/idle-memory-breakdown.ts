@@ -3,8 +3,9 @@
  * (audit batched, as bench/figures.ts's memory figure) is started with
  * --heapsnapshot-signal; a heap snapshot (which runs a full GC first) is
  * taken before and after N idle node-postgres connections open, and the
- * retained JS heap per connection is broken down by object kind, next to
- * RSS per connection measured right after each snapshot's GC.
+ * retained JS heap per connection is broken down by object kind. RSS is not
+ * reported: writing a heap snapshot inflates it (bench/figures.ts --only
+ * memory measures RSS per connection).
  *
  *   npm run build && npx tsx bench/idle-memory-breakdown.ts [--idle 500] [--top 30] [--keep]
  *
@@ -20,7 +21,7 @@ import { startPostgres } from '../test/harness/postgres.js'
 import { createDevPki } from '../src/dev/pki.js'
 import { createDevIssuerKeys, mintDevToken } from '../src/dev/tokens.js'
 import { BENCH_SUBJECT, chooseLauncher, startPgwitness } from './lib/pgwitness.js'
-import { memoryKiB, stopAll } from './lib/procs.js'
+import { stopAll } from './lib/procs.js'
 
 const { values: opt } = parseArgs({ options: { idle: { type: 'string', default: '500' }, top: { type: 'string', default: '30' }, keep: { type: 'boolean', default: false } } })
 const IDLE = Number(opt.idle)
@@ -55,9 +56,7 @@ function histogram(file: string): Map<string, { count: number; bytes: number }> 
   return out
 }
 
-async function snapshot(pid: number, dir: string, label: string): Promise<{ file: string; rssKiB: number }> {
-  // RSS as bench/figures.ts reads it (no forced GC): writing a snapshot inflates RSS.
-  const rssKiB = memoryKiB(pid)!.rss
+async function snapshot(pid: number, dir: string, label: string): Promise<string> {
   const before = new Set(readdirSync(dir).filter((f) => f.endsWith('.heapsnapshot')))
   process.kill(pid, 'SIGUSR2')
   for (;;) {
@@ -73,8 +72,8 @@ async function snapshot(pid: number, dir: string, label: string): Promise<{ file
         last = size
         await sleep(1000)
       }
-      console.error(`[idle-memory] snapshot ${label}: ${file} (${(last / 1e6).toFixed(0)} MB), RSS ${rssKiB} KiB`)
-      return { file, rssKiB }
+      console.error(`[idle-memory] snapshot ${label}: ${file} (${(last / 1e6).toFixed(0)} MB)`)
+      return file
     }
   }
 }
@@ -108,15 +107,16 @@ try {
   }))
   await sleep(3000)
   const b = await snapshot(p.pid, dir, 'after')
-  const ha = histogram(a.file)
-  const hb = histogram(b.file)
+  const ha = histogram(a)
+  const hb = histogram(b)
   const rows = [...hb].map(([k, v]) => {
     const o = ha.get(k) ?? { count: 0, bytes: 0 }
     return { kind: k, perConn: (v.count - o.count) / IDLE, bytesPerConn: (v.bytes - o.bytes) / IDLE }
   })
   rows.sort((x, y) => y.bytesPerConn - x.bytesPerConn)
-  const heapPerConn = rows.reduce((n, r) => n + r.bytesPerConn, 0)
-  console.log(`${IDLE} idle TLS connections: RSS ${((b.rssKiB - a.rssKiB) / IDLE).toFixed(1)} KiB per connection; JS heap (snapshot self sizes) ${(heapPerConn / 1024).toFixed(1)} KiB per connection`)
+  // Compiled code and the snapshot's synthetic roots are not the connections' (JIT activity between snapshots).
+  const heapPerConn = rows.filter((r) => r.kind !== 'code' && r.kind !== 'synthetic').reduce((n, r) => n + r.bytesPerConn, 0)
+  console.log(`${IDLE} idle TLS connections: JS heap (snapshot self sizes) ${(heapPerConn / 1024).toFixed(1)} KiB per connection`)
   console.log('\n| object kind | objects per connection | bytes per connection |\n|---|---:|---:|')
   for (const r of rows.slice(0, Number(opt.top))) console.log(`| ${r.kind} | ${r.perConn.toFixed(2)} | ${r.bytesPerConn.toFixed(0)} |`)
   await Promise.all(clients.map((c) => c.end().catch(() => undefined)))
