@@ -102,7 +102,7 @@ export class Relay {
    * records, in the same order, in the same event-loop turn).
    */
   private holdingEnds = false
-  private heldEnds: Array<ObservedStatement | TransactionEnd> = []
+  private readonly heldEnds: Array<ObservedStatement | TransactionEnd> = []
 
   constructor(
     private readonly client: Duplex,
@@ -256,11 +256,16 @@ export class Relay {
   private recordHeldEnds(): void {
     const ends = this.heldEnds
     if (ends.length === 0) return
-    this.heldEnds = []
-    for (const e of ends) {
-      // A TransactionEnd has first/last seq; an ObservedStatement has neither.
-      if ('firstSeq' in e) this.events.transactionEnd?.(e)
-      else this.events.statement(e)
+    // One array for the session: nothing is held while these are recorded (holdingEnds is off).
+    try {
+      for (let i = 0; i < ends.length; i++) {
+        const e = ends[i]!
+        // A TransactionEnd has first/last seq; an ObservedStatement has neither.
+        if ('firstSeq' in e) this.events.transactionEnd?.(e)
+        else this.events.statement(e)
+      }
+    } finally {
+      ends.length = 0
     }
   }
 

@@ -214,7 +214,7 @@ export class PooledConnection {
       socket: lease.proxy,
       backendPid: this.backendPid,
       secretKey: this.secretKey,
-      parameters: [...this.parameters].map(([k, v]) => parameterPair(k, v)),
+      parameters: Array.from(this.parameters, ([k, v]) => parameterPair(k, v)),
       serverSessionId: this.serverSessionId,
       tls: this.tls,
       release: (reason) => lease.settle(reason),
