@@ -73,7 +73,7 @@ const NOTHING_SHARED: SharedMembers = { object: {}, members: [] }
  */
 export interface SharedMembers {
   readonly object: Readonly<Record<string, unknown>>
-  readonly members: ReadonlyArray<readonly [string, string]>
+  readonly members: SerializedMembers
 }
 
 /** `obj`'s members serialized for sharing; null when they are not I-JSON (its records then take the full path, which sanitizes). */
@@ -88,9 +88,17 @@ export function shareMembers(obj: Readonly<Record<string, unknown>>): SharedMemb
   }
 }
 
-/** recordParts({...shared.object, ...own}) without serializing the shared members again (a name in both is own's). */
-export function recordPartsWith(shared: SharedMembers, own: Readonly<Record<string, unknown>>): RecordParts {
-  const mine = canonicalMembers(own as Record<string, unknown>)
+/** Members serialized, in canonical order: [name, `"name":value`] pairs (what canonicalMembers returns). */
+export type SerializedMembers = ReadonlyArray<readonly [string, string]>
+
+/**
+ * recordParts({...shared.object, ...own}) without serializing the shared
+ * members again (a name in both is own's). `ownMembers`: own's members
+ * already serialized (exactly canonicalMembers(own)), e.g. by
+ * statement-members.ts.
+ */
+export function recordPartsWith(shared: SharedMembers, own: Readonly<Record<string, unknown>>, ownMembers?: SerializedMembers): RecordParts {
+  const mine = ownMembers ?? canonicalMembers(own as Record<string, unknown>)
   const theirs = shared.members
   let before = ''
   let after = ''
@@ -187,14 +195,18 @@ export class AuditChain {
    * null) rather than refused; `sanitized` says so.
    */
   seal(body: AuditRecordBody): SealedRecord & { sanitized: boolean }
-  /** Chain the record {...shared.object, ...own}, serializing only `own`'s members. */
-  seal(own: Readonly<Record<string, unknown>>, shared: SharedMembers | null): SealedRecord & { sanitized: boolean }
-  seal(body: Readonly<Record<string, unknown>>, shared: SharedMembers | null = null): SealedRecord & { sanitized: boolean } {
+  /**
+   * Chain the record {...shared.object, ...own}, serializing only `own`'s
+   * members, or none when `ownMembers` holds them serialized (exactly
+   * canonicalMembers(own)).
+   */
+  seal(own: Readonly<Record<string, unknown>>, shared: SharedMembers | null, ownMembers?: SerializedMembers): SealedRecord & { sanitized: boolean }
+  seal(body: Readonly<Record<string, unknown>>, shared: SharedMembers | null = null, ownMembers?: SerializedMembers): SealedRecord & { sanitized: boolean } {
     let sanitized = false
     let rec: Record<string, unknown> = body as Record<string, unknown>
     let parts: RecordParts
     try {
-      parts = shared === null ? recordParts(rec) : recordPartsWith(shared, rec)
+      parts = shared === null ? recordParts(rec) : recordPartsWith(shared, rec, ownMembers)
     } catch (err) {
       if (!(err instanceof CanonicalJsonError)) throw err
       rec = toIJson(shared === null ? rec : { ...shared.object, ...rec }) as Record<string, unknown>

@@ -7,7 +7,9 @@
  * can tell which forwarded statements were recorded.
  */
 import { intentRecord, type IntentJournal, type IntentSession, type StatementIntent } from '../ledger/intent-journal.js'
-import { shareMembers, type SharedMembers } from '../ledger/chain.js'
+import { shareMembers, type SerializedMembers, type SharedMembers } from '../ledger/chain.js'
+import { CanonicalJsonError } from '../ledger/canonical-json.js'
+import { statementOwnMemberTexts } from '../ledger/statement-members.js'
 import type { AuditSink } from '../ledger/log.js'
 import { sharedSessionMembers, statementOwnMembers, statementRecord, transactionEndOwnMembers, transactionEndRecord, unseenStatementOwnMembers, type SessionContext } from '../evidence/records.js'
 import type { AuditRecordBody, StatementPolicyInfo, StatementRecord, Unchained } from '../evidence/types.js'
@@ -16,6 +18,18 @@ import { SQLSTATE } from '../protocol/errors.js'
 import { rfc3339Micros } from '../util/time.js'
 import type { RelayEvents } from './relay.js'
 import type { ObservedStatement, TransactionEnd } from './statement-tracker.js'
+
+type StatementOwn = Parameters<typeof statementOwnMemberTexts>[0]
+
+/** A statement record's own members serialized (statement-members.ts); undefined when they are not I-JSON (sealing then sanitizes). */
+function ownTexts(own: StatementOwn): SerializedMembers | undefined {
+  try {
+    return statementOwnMemberTexts(own)
+  } catch (err) {
+    if (err instanceof CanonicalJsonError) return undefined
+    throw err
+  }
+}
 
 /** outcome.message of a statement forwarded whose end the proxy never saw. */
 const OUTCOME_UNSEEN = 'pgwitness did not see this statement end (the session or the proxy stopped first); it was forwarded to the server at outcome.started_at'
@@ -71,7 +85,7 @@ export class SessionStatements {
       this.intents!.delete(s.key)
       rec.id = intent.id
     }
-    const seq = shared === null ? this.audit.append(rec as Unchained<StatementRecord>) : this.appendOwn(rec, shared)
+    const seq = shared === null ? this.audit.append(rec as Unchained<StatementRecord>) : this.appendOwn(rec, shared, ownTexts(rec as StatementOwn))
     if (intent !== undefined) this.journal!.resolve(intent.id, seq)
   }
 
@@ -86,8 +100,8 @@ export class SessionStatements {
     return this.sharedMembers
   }
 
-  private appendOwn(own: Readonly<Record<string, unknown>>, shared: SharedMembers): number {
-    return this.audit.appendShared ? this.audit.appendShared(own, shared) : this.audit.append({ ...shared.object, ...own } as unknown as AuditRecordBody)
+  private appendOwn(own: Readonly<Record<string, unknown>>, shared: SharedMembers, ownMembers?: SerializedMembers): number {
+    return this.audit.appendShared ? this.audit.appendShared(own, shared, ownMembers) : this.audit.append({ ...shared.object, ...own } as unknown as AuditRecordBody)
   }
 
   /** A transaction ended, from the relay. */
