@@ -112,8 +112,8 @@ export class Relay {
   ) {
     this.tracker = new StatementTracker({
       maxStatementBytes: opts.maxStatementBytes,
-      onStatement: (s) => (this.holdingEnds ? this.heldEnds.push(s) : events.statement(s)),
-      onTransactionEnd: (e) => (this.holdingEnds ? this.heldEnds.push(e) : events.transactionEnd?.(e)),
+      onStatement: (s) => (this.holdingEnds ? this.heldEnds.push(s) : this.record(s)),
+      onTransactionEnd: (e) => (this.holdingEnds ? this.heldEnds.push(e) : this.record(e)),
       ...(events.nextSeq ? { nextSeq: () => events.nextSeq!() } : {}),
       textSettings: () => this.frontend.textSettings.key,
       ...(events.intent ? { onIntent: (k: number, s: ForwardedStatement) => events.intent!(k, s), onSkipped: (k: number) => events.skipped?.(k) } : {}),
@@ -239,14 +239,16 @@ export class Relay {
     }
     this.holdingEnds = false
     if (invalid === null && this.drained === null && !this.client.write(chunk)) this.upstream.pause()
+    let unrecorded: AuditUnavailable | null = null
     try {
       this.recordHeldEnds()
     } catch (err) {
-      invalid ??= err as Error
+      unrecorded = err as AuditUnavailable
     }
-    if (invalid !== null) {
+    if (invalid !== null || unrecorded !== null) {
       if (this.drained !== null) return this.endDrain()
-      this.fail('upstream_error', new PgError({ code: SQLSTATE.protocolViolation, message: `invalid data from the upstream server: ${invalid.message}` }))
+      if (invalid !== null) this.fail('upstream_error', new PgError({ code: SQLSTATE.protocolViolation, message: `invalid data from the upstream server: ${invalid.message}` }))
+      else this.fail('audit_unavailable', unrecorded!)
       return
     }
     // The client is gone: outcomes only, until every statement it sent has one.
@@ -258,14 +260,25 @@ export class Relay {
     if (ends.length === 0) return
     // One array for the session: nothing is held while these are recorded (holdingEnds is off).
     try {
-      for (let i = 0; i < ends.length; i++) {
-        const e = ends[i]!
-        // A TransactionEnd has first/last seq; an ObservedStatement has neither.
-        if ('firstSeq' in e) this.events.transactionEnd?.(e)
-        else this.events.statement(e)
-      }
+      for (let i = 0; i < ends.length; i++) this.record(ends[i]!)
     } finally {
       ends.length = 0
+    }
+  }
+
+  /**
+   * Record a statement's or a transaction's end. Recording that fails (the
+   * audit log refuses the record) throws AuditUnavailable: the session ends
+   * as audit_unavailable (FATAL 58030), not as a fault of the client or the
+   * server whose bytes were being read.
+   */
+  private record(e: ObservedStatement | TransactionEnd): void {
+    try {
+      // A TransactionEnd has first/last seq; an ObservedStatement has neither.
+      if ('firstSeq' in e) this.events.transactionEnd?.(e)
+      else this.events.statement(e)
+    } catch (err) {
+      throw err instanceof AuditUnavailable ? err : new AuditUnavailable(`the audit log refused a record (${(err as Error).message})`)
     }
   }
 
