@@ -34,7 +34,7 @@ const BY_FILE: Array<[RegExp, string]> = [
   [/\/session\/(statement-tracker|tracked-statement|tracker-entries|protocol-state|transactions|query-results|frontend-observer|statement-policy|client-text-settings|pipelined-readings)\.js/, 'statement tracking'],
   [/\/classify\//, 'statement tracking'],
   [/\/evidence\/|\/session\/statement-records\.js/, 'record building'],
-  [/\/ledger\/(canonical-json|chain)\.js/, 'canonical JSON and chain'],
+  [/\/ledger\/(canonical-json|chain|statement-members)\.js/, 'canonical JSON and chain'],
   [/\/ledger\/(file-log|intent-journal|log)\.js|node:internal\/fs/, 'audit file writes'],
   [/\/metrics\/|prom-client/, 'metrics'],
   [/\/session\/(relay|socket-reader|governed-session)\.js/, 'relay (JS)'],
