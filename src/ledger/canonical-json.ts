@@ -54,8 +54,8 @@ const NEEDS_CARE = /["\\\u0000-\u001f\ud800-\udfff]/
 /** JCS number: ECMAScript Number::toString; NaN and Infinity refused. */
 export function canonicalNumber(n: number): string {
   if (!Number.isFinite(n)) throw new CanonicalJsonError(`${n} is not a JSON number`)
-  // JSON.stringify(-0) is "0", as RFC 8785 wants.
-  return JSON.stringify(n)
+  // Number::toString, which JSON.stringify uses for finite numbers (and -0 is "0", as RFC 8785 wants).
+  return String(n)
 }
 
 /**
