@@ -11,9 +11,10 @@ import type { AuditRecordWriter, AuditSinkObserver } from './log.js'
 
 /**
  * Appends JSON lines to a file opened append-only with mode 0600. Records
- * are queued synchronously (statements never wait on disk in batched mode)
- * and written in batches: one write() for everything queued since the last
- * one. A failed write keeps what was not written and retries, so nothing is
+ * are queued synchronously and written in batches: one write() per
+ * event-loop turn for everything queued in it (into the page cache; in
+ * batched mode no statement waits for an fsync, which runs on a timer). A
+ * failed write keeps what was not written and retries, so nothing is
  * dropped or written twice; the operational log says why.
  *
  * At open it reads the end of an existing file (not the whole file) for the
