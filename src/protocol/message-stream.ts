@@ -30,6 +30,12 @@ export interface MessageHandler {
   piece(type: number, piece: Buffer): void
   /** Stream and Skip modes: the message has ended. */
   end(type: number): void
+  /**
+   * `count` consecutive messages of the stream's run type (see MessageStream)
+   * went by, counted, not framed one by one. Called before the next other
+   * callback and at the end of each chunk, so events keep their order.
+   */
+  run?(type: number, count: number): void
 }
 
 const EMPTY = Buffer.alloc(0)
@@ -45,12 +51,24 @@ export class MessageStream {
   private capture: Buffer | null = null
   private captureFill = 0
 
+  /** Messages of the run type counted and not yet reported (handler.run). */
+  private runCount = 0
+
   constructor(
     private readonly handler: MessageHandler,
     /** Largest declared message length accepted (bytes, including the length word). */
     private readonly maxMessageBytes: number,
     private readonly peer: 'client' | 'server',
-  ) {}
+    /**
+     * A message type only counted (the server's DataRow: a result's rows):
+     * one whose whole message lies in the chunk gets no header() or end()
+     * call but is counted and reported by run(); one split across chunks is
+     * framed as usual (header, then end). -1: none.
+     */
+    private readonly runType = -1,
+  ) {
+    if (runType >= 0 && handler.run === undefined) throw new Error('MessageStream: a run type needs a handler with run()')
+  }
 
   /** True when no message is partially received. */
   get atBoundary(): boolean {
@@ -58,6 +76,22 @@ export class MessageStream {
   }
 
   push(chunk: Buffer): void {
+    try {
+      this.frame(chunk)
+    } finally {
+      this.reportRun()
+    }
+  }
+
+  private reportRun(): void {
+    if (this.runCount > 0) {
+      const n = this.runCount
+      this.runCount = 0
+      this.handler.run!(this.runType, n)
+    }
+  }
+
+  private frame(chunk: Buffer): void {
     const len = chunk.length
     let off = 0
     while (off < len) {
@@ -65,11 +99,22 @@ export class MessageStream {
         // Between messages: read a header.
         let contiguous = false
         if (this.headerFill === 0 && len - off >= 5) {
+          if (chunk[off] === this.runType) {
+            // A message only counted (a DataRow), whole in this chunk and of a valid length: skipped over in place.
+            const length = chunk.readInt32BE(off + 1)
+            if (length >= 4 && length <= this.maxMessageBytes && len - off - 1 >= length) {
+              off += 1 + length
+              this.runCount++
+              continue
+            }
+          }
+          this.reportRun()
           this.type = chunk[off]!
           this.begin(chunk.readInt32BE(off + 1))
           off += 5
           contiguous = true
         } else {
+          this.reportRun()
           const take = Math.min(5 - this.headerFill, len - off)
           const header = (this.header ??= Buffer.alloc(5))
           chunk.copy(header, this.headerFill, off, off + take)

@@ -64,6 +64,7 @@ const BACKEND_ERROR = 0x45
 const BACKEND_COMMAND_COMPLETE = 0x43
 const BACKEND_READY = 0x5a
 const BACKEND_PARAMETER_STATUS = 0x53
+const BACKEND_DATA_ROW = 0x44
 const COPY_DATA = 0x64
 
 
@@ -120,7 +121,8 @@ export class Relay {
     })
     this.frontend = new FrontendObserver(this.tracker, opts, events, new ClientTextSettings(opts.serverParameters), this.copyData)
     this.fromClient = new MessageStream(this.frontend, opts.maxMessageBytes, 'client')
-    this.fromServer = new MessageStream(this.backendHandler(), 0x7fffffff, 'server')
+    // DataRows are only counted: no call per row (MessageStream's run type).
+    this.fromServer = new MessageStream(this.backendHandler(), 0x7fffffff, 'server', BACKEND_DATA_ROW)
   }
 
   /** Start relaying; `pending` holds client bytes read ahead during the handshake. */
@@ -368,6 +370,7 @@ export class Relay {
       },
       piece: () => undefined,
       end: (type) => t.backend(type, null),
+      run: (_type, n) => t.dataRows(n),
     }
   }
 

@@ -159,12 +159,18 @@ export class StatementTracker {
 
   // ---- backend --------------------------------------------------------
 
+  /** `n` DataRows of the current result (the relay's framer counts runs of them: MessageStream's run type). */
+  dataRows(n: number): void {
+    const e = this.expect[this.head]
+    if (e !== undefined && (e.kind === 'query' || e.kind === 'execute' || e.kind === 'function')) e.rows += n
+  }
+
   /** Feed every backend message type; `body` is required for types in TRACKER_BODY_TYPES and ErrorResponse via `error()`. */
   backend(type: number, body: Buffer | null): void {
     const e = this.expect[this.head]
     switch (type) {
       case BE.DataRow:
-        if (e !== undefined && (e.kind === 'query' || e.kind === 'execute' || e.kind === 'function')) e.rows++
+        this.dataRows(1)
         return
       case BE.ParseComplete:
         if (e?.kind === 'parse') {

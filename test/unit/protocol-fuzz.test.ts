@@ -237,6 +237,61 @@ t.test('MessageStream: valid streams split anywhere frame exactly as sent', asyn
   t.pass('every message framed once, with its exact body, whatever the chunking')
 })
 
+t.test('MessageStream with a run type: counted runs report what framing every message would, in order, however split', async (t) => {
+  const D = 0x44
+  // Server-like streams: DataRows (the run type) among other messages, some long enough to span chunks.
+  const serverMessage = fc.tuple(fc.constantFrom(D, D, D, 0x43, 0x5a, 0x54, 0x45, 0x64), fc.uint8Array({ maxLength: 40 })).map(([type, body]) => frame(type, Buffer.from(body)))
+  /** Consecutive DataRow events merged into one count: what the tracker adds up. */
+  type Event = { type: number; rows: number } | { type: number; body: string }
+  const merged = (events: Event[]): Event[] => {
+    const out: Event[] = []
+    for (const e of events) {
+      const last = out[out.length - 1]
+      if ('rows' in e && last !== undefined && 'rows' in last) last.rows += e.rows
+      else out.push({ ...e })
+    }
+    return out
+  }
+  const handlerFor = (events: Event[], withRun: boolean): MessageHandler => ({
+    header: (type) => (type === D ? BodyMode.Skip : BodyMode.Capture),
+    message: (type, body) => void events.push({ type, body: body.toString('hex') }),
+    piece: () => undefined,
+    end: (type) => void events.push(type === D ? { type, rows: 1 } : { type, body: '' }),
+    ...(withRun ? { run: (type: number, n: number) => void events.push({ type, rows: n }) } : {}),
+  })
+  let counted = 0
+  fc.assert(
+    fc.property(
+      fc.array(serverMessage, { maxLength: 16 }).chain((msgs) => {
+        const stream = Buffer.concat(msgs)
+        return fc.tuple(fc.constant(stream), splits(stream.length))
+      }),
+      ([stream, cuts]) => {
+        const plain: Event[] = []
+        const runs: Event[] = []
+        const a = new MessageStream(handlerFor(plain, false), 1 << 20, 'server')
+        const b = new MessageStream(handlerFor(runs, true), 1 << 20, 'server', D)
+        for (const c of chunks(stream, cuts)) {
+          a.push(c)
+          b.push(c)
+          // After each chunk both have reported the same rows so far (nothing is held back across chunks).
+          if (JSON.stringify(merged(plain)) !== JSON.stringify(merged(runs))) throw new Error('events differ after a chunk')
+        }
+        if (!b.atBoundary) throw new Error('not at a message boundary after whole messages')
+        counted += runs.filter((e) => 'rows' in e && e.rows > 1).length
+      },
+    ),
+    { numRuns: 3000 },
+  )
+  t.ok(counted > 0, 'runs of several DataRows were counted in one call')
+  t.throws(() => new MessageStream(handlerFor([], false), 1 << 20, 'server', D), /run\(\)/, 'a run type needs run()')
+  // A DataRow with an impossible length is refused from its header, as any message is.
+  const bad = Buffer.concat([frame(D, Buffer.alloc(2)), Buffer.from([D, 0, 0, 0, 2])])
+  t.throws(() => new MessageStream(handlerFor([], true), 1 << 20, 'server', D).push(bad), ProtocolViolation)
+  // So is one longer than the limit, even when it lies whole in the chunk.
+  t.throws(() => new MessageStream(handlerFor([], true), 16, 'server', D).push(frame(D, Buffer.alloc(20))), ProtocolViolation)
+})
+
 t.test('MessageStream: mutated and random streams raise only ProtocolViolation, with bounded allocation', async (t) => {
   const MAX = 4096
   const input = fc.oneof(
