@@ -44,8 +44,11 @@ interface FixedParts {
 
 /**
  * Fixed parts by the statement's `objects` array: one array per classified
- * statement, shared by its executions, and gone (with its entry) when the
- * classifier's cache and the sessions that prepared it let go of it.
+ * statement, shared by its executions (and by every session: the
+ * classifier never changes a split once made, so a cached text cannot go
+ * stale), and gone (with its entry) when the classifier's cache and the
+ * sessions that prepared it let go of it. The other facts are compared too:
+ * one text may be prepared under several names, or arrive truncated.
  */
 const fixedByObjects = new WeakMap<object, FixedParts>()
 
