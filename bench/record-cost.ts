@@ -2,12 +2,15 @@
  * Cost of one pgbench-shaped statement record: building it (statementRecord),
  * building + sealing it (AuditChain.seal: canonical JSON, SHA-256), and the
  * way a session does it (own members sealed with the session's shared ones),
- * and that plus the file writer's batch join (where each line is flattened).
+ * the same with the own members serialized from known names (what a session
+ * does now: statement-members.ts), and that plus the file writer's batch
+ * join (where each line is flattened).
  *   npx tsx bench/record-cost.ts
  */
 import { AuditChain, shareMembers } from '../src/ledger/chain.js'
 import { sharedSessionMembers, statementOwnMembers, statementRecord, type SessionContext } from '../src/evidence/records.js'
 import { deepFreeze } from '../src/ledger/canonical-json.js'
+import { statementOwnMemberTexts } from '../src/ledger/statement-members.js'
 import type { ObservedStatement } from '../src/session/statement-tracker.js'
 const ctx: SessionContext = deepFreeze({
   proxy: { instance: 'pgw-bench', version: '0.1.0' },
@@ -32,16 +35,24 @@ for (let round = 0; round < 3; round++) {
   t0 = process.hrtime.bigint()
   for (let i = 0; i < N; i++) len += chain.seal(statementOwnMembers({ ...s, seq: i }), shared).line.length
   const own = Number(process.hrtime.bigint() - t0) / N / 1000
+  // The same with the own members serialized from known names (the session's path since statement-members.ts).
+  t0 = process.hrtime.bigint()
+  for (let i = 0; i < N; i++) {
+    const o = statementOwnMembers({ ...s, seq: i })
+    len += chain.seal(o, shared, statementOwnMemberTexts(o)).line.length
+  }
+  const serialized = Number(process.hrtime.bigint() - t0) / N / 1000
   // The same, and the file writer's batch join (lines + newline, joined, encoded): where a line's text is flattened.
   t0 = process.hrtime.bigint()
   let batch: string[] = []
   for (let i = 0; i < N; i++) {
-    batch.push(chain.seal(statementOwnMembers({ ...s, seq: i }), shared).line + '\n')
+    const o = statementOwnMembers({ ...s, seq: i })
+    batch.push(chain.seal(o, shared, statementOwnMemberTexts(o)).line + '\n')
     if (batch.length === 4) {
       Buffer.from(batch.join(''), 'utf8')
       batch = []
     }
   }
   const joined = Number(process.hrtime.bigint() - t0) / N / 1000
-  console.log(`build ${build.toFixed(2)} µs, build+seal ${all.toFixed(2)} µs, own members+seal with shared ${own.toFixed(2)} µs, and batch join ${joined.toFixed(2)} µs, line ${len / N / 2} bytes`)
+  console.log(`build ${build.toFixed(2)} µs, build+seal ${all.toFixed(2)} µs, own members+seal with shared ${own.toFixed(2)} µs, serialized from known names ${serialized.toFixed(2)} µs, and batch join ${joined.toFixed(2)} µs, line ${len / N / 3} bytes`)
 }
