@@ -385,22 +385,39 @@ export function denialStatement(denial: Denial): string {
 /**
  * Buffers to forward, merging a message that directly follows the previous
  * one in the same chunk, so an unaltered chunk is forwarded as one write.
+ * The current run is kept as offsets into its memory and made a Buffer only
+ * when it ends (not one per message); a run covering a whole buffer that
+ * was added as such is forwarded as that buffer.
  */
 class OutputRun {
   private bufs: Buffer[] = []
+  /** The run being extended: the first buffer added to it, and where it ends (an offset into its ArrayBuffer). */
+  private first: Buffer | null = null
+  private end = 0
 
   add(b: Buffer): void {
-    const last = this.bufs[this.bufs.length - 1]
-    if (last && last.buffer === b.buffer && last.byteOffset + last.length === b.byteOffset) {
-      this.bufs[this.bufs.length - 1] = Buffer.from(last.buffer, last.byteOffset, last.length + b.length)
-    } else {
-      this.bufs.push(b)
+    const first = this.first
+    if (first !== null && first.buffer === b.buffer && this.end === b.byteOffset) {
+      this.end += b.length
+      return
     }
+    this.close()
+    this.first = b
+    this.end = b.byteOffset + b.length
   }
 
   take(): Buffer[] {
+    this.close()
     const b = this.bufs
     this.bufs = []
     return b
+  }
+
+  private close(): void {
+    const first = this.first
+    if (first === null) return
+    this.first = null
+    const length = this.end - first.byteOffset
+    this.bufs.push(length === first.length ? first : Buffer.from(first.buffer, first.byteOffset, length))
   }
 }
