@@ -92,6 +92,14 @@ export function shareMembers(obj: Readonly<Record<string, unknown>>): SharedMemb
 export type SerializedMembers = ReadonlyArray<readonly [string, string]>
 
 /**
+ * Serializes a record's own members faster than the generic walk, for one
+ * known record shape (statement-members.ts): must return exactly
+ * canonicalMembers(own), or throw CanonicalJsonError as it does (sealing
+ * then takes the sanitizing path).
+ */
+export type OwnSerializer<T> = (own: T) => SerializedMembers
+
+/**
  * recordParts({...shared.object, ...own}) without serializing the shared
  * members again (a name in both is own's). `ownMembers`: own's members
  * already serialized (exactly canonicalMembers(own)), e.g. by
@@ -197,16 +205,15 @@ export class AuditChain {
   seal(body: AuditRecordBody): SealedRecord & { sanitized: boolean }
   /**
    * Chain the record {...shared.object, ...own}, serializing only `own`'s
-   * members, or none when `ownMembers` holds them serialized (exactly
-   * canonicalMembers(own)).
+   * members (with `serializeOwn` when given).
    */
-  seal(own: Readonly<Record<string, unknown>>, shared: SharedMembers | null, ownMembers?: SerializedMembers): SealedRecord & { sanitized: boolean }
-  seal(body: Readonly<Record<string, unknown>>, shared: SharedMembers | null = null, ownMembers?: SerializedMembers): SealedRecord & { sanitized: boolean } {
+  seal<T extends Readonly<Record<string, unknown>>>(own: T, shared: SharedMembers | null, serializeOwn?: OwnSerializer<T>): SealedRecord & { sanitized: boolean }
+  seal(body: Readonly<Record<string, unknown>>, shared: SharedMembers | null = null, serializeOwn?: OwnSerializer<Readonly<Record<string, unknown>>>): SealedRecord & { sanitized: boolean } {
     let sanitized = false
     let rec: Record<string, unknown> = body as Record<string, unknown>
     let parts: RecordParts
     try {
-      parts = shared === null ? recordParts(rec) : recordPartsWith(shared, rec, ownMembers)
+      parts = shared === null ? recordParts(rec) : recordPartsWith(shared, rec, serializeOwn?.(rec))
     } catch (err) {
       if (!(err instanceof CanonicalJsonError)) throw err
       rec = toIJson(shared === null ? rec : { ...shared.object, ...rec }) as Record<string, unknown>

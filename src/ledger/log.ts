@@ -1,5 +1,5 @@
 import type { Logger } from 'pino'
-import { AuditChain, EMPTY_HEAD, type ChainHead, type SealedRecord, type SerializedMembers, type SharedMembers } from './chain.js'
+import { AuditChain, EMPTY_HEAD, type ChainHead, type OwnSerializer, type SealedRecord, type SharedMembers } from './chain.js'
 import { signCheckpoint, type CheckpointSigningKey } from './checkpoint.js'
 import { checkpointRecord } from '../evidence/records.js'
 import type { AuditRecordBody, ProxyInfo } from '../evidence/types.js'
@@ -19,11 +19,10 @@ export interface AuditSink {
   append(record: AuditRecordBody): number
   /**
    * append({...shared.object, ...own}), serializing only `own`'s members
-   * (see shareMembers), or none when `ownMembers` holds them serialized
-   * (exactly canonicalMembers(own)). Optional: without it, callers append
-   * the whole record.
+   * (see shareMembers), with `serializeOwn` when given (see OwnSerializer).
+   * Optional: without it, callers append the whole record.
    */
-  appendShared?(own: Readonly<Record<string, unknown>>, shared: SharedMembers, ownMembers?: SerializedMembers): number
+  appendShared?<T extends Readonly<Record<string, unknown>>>(own: T, shared: SharedMembers, serializeOwn?: OwnSerializer<T>): number
   /** Resolves when everything appended so far has been written (and, for files, fsynced). */
   flush(): Promise<void>
   close(): Promise<void>
@@ -114,18 +113,18 @@ export class AuditChainer implements AuditSink {
     return this.appendShared(record, null)
   }
 
-  appendShared(record: Readonly<Record<string, unknown>>, shared: SharedMembers | null, ownMembers?: SerializedMembers): number {
+  appendShared<T extends Readonly<Record<string, unknown>>>(record: T, shared: SharedMembers | null, serializeOwn?: OwnSerializer<T>): number {
     // Refuse before sealing: a sealed record that is not written would leave a gap in the chain.
     if (this.closed) throw new Error('audit log is closed')
-    const seq = this.seal(record, shared, ownMembers)
+    const seq = this.seal(record, shared, serializeOwn)
     this.unsigned++
     if (this.checkpoints && this.unsigned >= this.checkpoints.everyRecords) this.checkpoint()
     this.rotateIfDue()
     return seq
   }
 
-  private seal(record: Readonly<Record<string, unknown>>, shared: SharedMembers | null = null, ownMembers?: SerializedMembers): number {
-    const sealed = this.chain.seal(record, shared, ownMembers)
+  private seal<T extends Readonly<Record<string, unknown>>>(record: T, shared: SharedMembers | null = null, serializeOwn?: OwnSerializer<T>): number {
+    const sealed = this.chain.seal(record, shared, serializeOwn)
     if (sealed.sanitized) {
       this.log?.warn({ seq: sealed.chain.seq, type: record['type'], id: record['id'] },
         'audit record held data that is not I-JSON (lone surrogate or non-finite number); recorded with U+FFFD / null in its place')

@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
-import type { SerializedMembers, SharedMembers } from '../ledger/chain.js'
+import type { OwnSerializer, SharedMembers } from '../ledger/chain.js'
 import type { AuditSink, AuditSinkObserver } from '../ledger/log.js'
 import { sourcedCounter } from './sourced-counter.js'
 
@@ -96,9 +96,9 @@ export class AuditMetrics {
         return sink.append(record)
       },
       ...(sink.appendShared ? {
-        appendShared(own: Readonly<Record<string, unknown>>, shared: SharedMembers, ownMembers?: SerializedMembers): number {
+        appendShared<T extends Readonly<Record<string, unknown>>>(own: T, shared: SharedMembers, serializeOwn?: OwnSerializer<T>): number {
           audit.records++
-          return sink.appendShared!(own, shared, ownMembers)
+          return sink.appendShared!(own, shared, serializeOwn)
         },
       } : {}),
       flush: () => sink.flush(),

@@ -7,8 +7,7 @@
  * can tell which forwarded statements were recorded.
  */
 import { intentRecord, type IntentJournal, type IntentSession, type StatementIntent } from '../ledger/intent-journal.js'
-import { shareMembers, type SerializedMembers, type SharedMembers } from '../ledger/chain.js'
-import { CanonicalJsonError } from '../ledger/canonical-json.js'
+import { shareMembers, type OwnSerializer, type SharedMembers } from '../ledger/chain.js'
 import { statementOwnMemberTexts } from '../ledger/statement-members.js'
 import type { AuditSink } from '../ledger/log.js'
 import { sharedSessionMembers, statementOwnMembers, statementRecord, transactionEndOwnMembers, transactionEndRecord, unseenStatementOwnMembers, type SessionContext } from '../evidence/records.js'
@@ -20,16 +19,6 @@ import type { RelayEvents } from './relay.js'
 import type { ObservedStatement, TransactionEnd } from './statement-tracker.js'
 
 type StatementOwn = Parameters<typeof statementOwnMemberTexts>[0]
-
-/** A statement record's own members serialized (statement-members.ts); undefined when they are not I-JSON (sealing then sanitizes). */
-function ownTexts(own: StatementOwn): SerializedMembers | undefined {
-  try {
-    return statementOwnMemberTexts(own)
-  } catch (err) {
-    if (err instanceof CanonicalJsonError) return undefined
-    throw err
-  }
-}
 
 /** outcome.message of a statement forwarded whose end the proxy never saw. */
 const OUTCOME_UNSEEN = 'pgwitness did not see this statement end (the session or the proxy stopped first); it was forwarded to the server at outcome.started_at'
@@ -85,7 +74,7 @@ export class SessionStatements {
       this.intents!.delete(s.key)
       rec.id = intent.id
     }
-    const seq = shared === null ? this.audit.append(rec as Unchained<StatementRecord>) : this.appendOwn(rec, shared, ownTexts(rec as StatementOwn))
+    const seq = shared === null ? this.audit.append(rec as Unchained<StatementRecord>) : this.appendOwn(rec as StatementOwn, shared, statementOwnMemberTexts)
     if (intent !== undefined) this.journal!.resolve(intent.id, seq)
   }
 
@@ -100,8 +89,8 @@ export class SessionStatements {
     return this.sharedMembers
   }
 
-  private appendOwn(own: Readonly<Record<string, unknown>>, shared: SharedMembers, ownMembers?: SerializedMembers): number {
-    return this.audit.appendShared ? this.audit.appendShared(own, shared, ownMembers) : this.audit.append({ ...shared.object, ...own } as unknown as AuditRecordBody)
+  private appendOwn<T extends Readonly<Record<string, unknown>>>(own: T, shared: SharedMembers, serializeOwn?: OwnSerializer<T>): number {
+    return this.audit.appendShared ? this.audit.appendShared(own, shared, serializeOwn) : this.audit.append({ ...shared.object, ...own } as unknown as AuditRecordBody)
   }
 
   /** A transaction ended, from the relay. */

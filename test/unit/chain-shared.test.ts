@@ -7,8 +7,9 @@ import fc from 'fast-check'
 import t from 'tap'
 import { AuditChain, recordPartsWith, recordParts, shareMembers } from '../../src/ledger/chain.js'
 import type { AuditRecordBody } from '../../src/evidence/types.js'
-import { sharedSessionMembers, transactionEndOwnMembers, transactionEndRecord, type SessionContext } from '../../src/evidence/records.js'
-import type { TransactionEnd } from '../../src/evidence/observed.js'
+import { sharedSessionMembers, statementOwnMembers, transactionEndOwnMembers, transactionEndRecord, type SessionContext } from '../../src/evidence/records.js'
+import type { ObservedStatement, TransactionEnd } from '../../src/evidence/observed.js'
+import { statementOwnMemberTexts } from '../../src/ledger/statement-members.js'
 
 const names = fc.oneof(fc.constantFrom('chain', 'id', 'identity', 'session', 'statement', 'time', 'type', 'approval', 'b', 'z', '10', '9', 'ünï'), fc.string({ maxLength: 6 }))
 const values = fc.jsonValue({ maxDepth: 2 })
@@ -67,4 +68,22 @@ t.test('a transaction.end sealed from its own members and the session\'s shared 
     const b = new AuditChain().seal(whole as unknown as AuditRecordBody)
     t.equal(a.line, b.line, `transaction ${e.number}`)
   }
+})
+
+t.test('seal(own, shared, statementOwnMemberTexts) is seal({...shared, ...own}), and a record not I-JSON takes the sanitizing path', async (t) => {
+  const shared = { identity: { subject: 'a' }, session: { id: 's' } }
+  const s: ObservedStatement = {
+    key: 0, seq: 3, protocol: 'simple', text: 'SELECT 1', textTruncated: false, parameters: null, preparedName: null, portal: null,
+    functionOid: null, command: 'SELECT', classes: ['READ'], objects: [], node: null, split: 'parser', inTransaction: false,
+    transaction: { number: 2, kind: 'autocommit' }, governedSettingChanged: false, status: 'ok', commandTag: 'SELECT 1', rows: 1,
+    suspended: false, portalRows: null, sqlstate: null, message: null, startedAtUs: 1764000000000000, durationUs: 12, textOrigin: null, policy: null,
+  }
+  for (const text of ['SELECT 1', 'SELECT \'\ud800\'']) {
+    const own = statementOwnMembers({ ...s, text })
+    const a = new AuditChain().seal(own, shareMembers(shared), statementOwnMemberTexts)
+    const b = new AuditChain().seal({ ...shared, ...own } as unknown as AuditRecordBody)
+    t.equal(a.line, b.line, JSON.stringify(text))
+    t.equal(a.sanitized, b.sanitized)
+  }
+  t.ok(new AuditChain().seal(statementOwnMembers({ ...s, text: '\ud800' }), shareMembers(shared), statementOwnMemberTexts).sanitized, 'a lone surrogate is sanitized, not refused')
 })
