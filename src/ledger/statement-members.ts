@@ -11,8 +11,8 @@
  * The result is exactly canonicalMembers(own) (RFC 8785) for every record
  * statementOwnMembers builds: test/unit/statement-members.test.ts checks it
  * over generated statements, every optional member included. Anything not
- * I-JSON throws CanonicalJsonError, as canonicalMembers does (the caller
- * then takes the generic path, which sanitizes).
+ * I-JSON throws CanonicalJsonError, as canonicalMembers does (it is an
+ * OwnSerializer: AuditChain.seal then takes its sanitizing path).
  */
 import { canonicalize, canonicalNumber, canonicalString } from './canonical-json.js'
 import type { StatementInfo, StatementRecord, Unchained } from '../evidence/types.js'
