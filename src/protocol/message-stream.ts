@@ -22,10 +22,12 @@ export interface MessageHandler {
   /** Called once per message when its header is complete. */
   header(type: number, bodyLength: number): BodyMode
   /**
-   * Capture mode: the whole body. `frame` is the whole message (header and
-   * body) when it lies in one chunk, else null (the caller rebuilds it).
+   * Capture mode: the whole body. `framed`: the message's 5 header bytes lie
+   * right before `body` in the same memory (the whole message was in one
+   * chunk; frameOf(body) is it, made only by a handler that wants it), else
+   * false (the caller rebuilds the frame).
    */
-  message(type: number, body: Buffer, frame: Buffer | null): void
+  message(type: number, body: Buffer, framed: boolean): void
   /** Stream mode: the next piece of the body (never empty). */
   piece(type: number, piece: Buffer): void
   /** Stream and Skip modes: the message has ended. */
@@ -39,6 +41,11 @@ export interface MessageHandler {
 }
 
 const EMPTY = Buffer.alloc(0)
+
+/** The whole message (header and body) of a body handed to message() with `framed` true. */
+export function frameOf(body: Buffer): Buffer {
+  return Buffer.from(body.buffer, body.byteOffset - 5, body.length + 5)
+}
 
 export class MessageStream {
   /** A header split across chunks, as far as it came; made when one first is (rare: most chunks end on a message). */
@@ -128,13 +135,12 @@ export class MessageStream {
         if (this.mode === BodyMode.Capture && len - off >= this.remaining) {
           // Fast path: the whole body is in this chunk.
           const body = chunk.subarray(off, off + this.remaining)
-          const frame = contiguous ? chunk.subarray(off - 5, off + this.remaining) : null
           off += this.remaining
-          this.finish(body, frame)
+          this.finish(body, contiguous)
           continue
         }
         if (this.remaining === 0) {
-          this.finish(EMPTY, null)
+          this.finish(EMPTY, false)
           continue
         }
         if (this.mode === BodyMode.Capture) {
@@ -157,7 +163,7 @@ export class MessageStream {
       if (this.remaining === 0) {
         const body = this.capture ?? EMPTY
         this.capture = null
-        this.finish(body, null)
+        this.finish(body, false)
       }
     }
   }
@@ -174,9 +180,9 @@ export class MessageStream {
     this.mode = this.handler.header(this.type, this.remaining)
   }
 
-  private finish(body: Buffer, frame: Buffer | null): void {
+  private finish(body: Buffer, framed: boolean): void {
     this.remaining = -1
-    if (this.mode === BodyMode.Capture) this.handler.message(this.type, body, frame)
+    if (this.mode === BodyMode.Capture) this.handler.message(this.type, body, framed)
     else this.handler.end(this.type)
   }
 }

@@ -115,10 +115,12 @@ export class FrontendObserver implements MessageHandler {
     return mode
   }
 
-  message(type: number, body: Buffer, frame: Buffer | null): void {
+  message(type: number, body: Buffer, framed: boolean): void {
     const replacement = this.observeFrontend(type, body)
     if (replacement === NOTHING) return
-    this.out.add(replacement ?? frame ?? Buffer.concat([frameHeader(type, body.length), body]))
+    if (replacement !== null) this.out.add(replacement)
+    else if (framed) this.out.addRange(body.buffer, body.byteOffset - 5, body.length + 5)
+    else this.out.add(Buffer.concat([frameHeader(type, body.length), body]))
   }
 
   piece(type: number, piece: Buffer): void {
@@ -391,19 +393,29 @@ export function denialStatement(denial: Denial): string {
  */
 class OutputRun {
   private bufs: Buffer[] = []
-  /** The run being extended: the first buffer added to it, and where it ends (an offset into its ArrayBuffer). */
-  private first: Buffer | null = null
+  /** The run being extended: bytes [start, end) of `memory`; null: none. */
+  private memory: ArrayBufferLike | null = null
+  private start = 0
   private end = 0
+  /** A Buffer that is exactly the run so far, when one was added alone (it is forwarded as is). */
+  private whole: Buffer | null = null
 
   add(b: Buffer): void {
-    const first = this.first
-    if (first !== null && first.buffer === b.buffer && this.end === b.byteOffset) {
-      this.end += b.length
+    this.addRange(b.buffer, b.byteOffset, b.length)
+    if (this.start === b.byteOffset) this.whole = b
+  }
+
+  /** Bytes [offset, offset + length) of `memory` (a message inside a chunk, without a Buffer made for it). */
+  addRange(memory: ArrayBufferLike, offset: number, length: number): void {
+    if (this.memory === memory && this.end === offset) {
+      this.end += length
+      this.whole = null
       return
     }
     this.close()
-    this.first = b
-    this.end = b.byteOffset + b.length
+    this.memory = memory
+    this.start = offset
+    this.end = offset + length
   }
 
   take(): Buffer[] {
@@ -414,10 +426,10 @@ class OutputRun {
   }
 
   private close(): void {
-    const first = this.first
-    if (first === null) return
-    this.first = null
-    const length = this.end - first.byteOffset
-    this.bufs.push(length === first.length ? first : Buffer.from(first.buffer, first.byteOffset, length))
+    const memory = this.memory
+    if (memory === null) return
+    this.memory = null
+    this.bufs.push(this.whole ?? Buffer.from(memory, this.start, this.end - this.start))
+    this.whole = null
   }
 }

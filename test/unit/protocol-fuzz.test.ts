@@ -31,7 +31,7 @@ import {
   decodeQuery,
   FrontendType as F,
 } from '../../src/protocol/frontend.js'
-import { BodyMode, MessageStream, type MessageHandler } from '../../src/protocol/message-stream.js'
+import { BodyMode, MessageStream, frameOf, type MessageHandler } from '../../src/protocol/message-stream.js'
 import { decodeStartupPacket, MAX_STARTUP_PACKET_BYTES, startupPacketLength } from '../../src/protocol/startup.js'
 import { ClientGone, MessageTooLarge, SocketReader } from '../../src/session/socket-reader.js'
 
@@ -193,8 +193,12 @@ function recorder(modeFor: (type: number, len: number) => BodyMode): { handler: 
       pieces = []
       return modeFor(type, len)
     },
-    message(type, body, frameBuf) {
-      if (frameBuf !== null && !frameBuf.subarray(5).equals(body)) throw new Error('frame and body disagree')
+    message(type, body, framed) {
+      if (framed) {
+        // The header is right before the body, in the same memory.
+        const f = frameOf(body)
+        if (f[0] !== type || f.readInt32BE(1) !== body.length + 4 || !f.subarray(5).equals(body)) throw new Error('frame and body disagree')
+      }
       rec.seen.push({ type, body: Buffer.from(body) })
     },
     piece(type, piece) {
