@@ -1,7 +1,8 @@
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
+import { Counter, Gauge, type Registry } from 'prom-client'
 import type { OwnSerializer, SharedMembers } from '../ledger/chain.js'
 import type { AuditSink, AuditSinkObserver } from '../ledger/log.js'
 import { sourcedCounter } from './sourced-counter.js'
+import { PlainHistogram } from './plain-histogram.js'
 
 /**
  * The audit stream's metrics (part of PrometheusMetrics, registry.ts):
@@ -33,8 +34,8 @@ export class AuditMetrics {
   private records = 0
   private log: AuditLogState | null = null
   private readonly sinks = new Map<string, AuditSinkLag>()
-  private readonly writeSeconds: Histogram
-  private readonly fsyncSeconds: Histogram
+  private readonly writeSeconds: PlainHistogram
+  private readonly fsyncSeconds: PlainHistogram
   private readonly deliveryErrors: Counter<'sink'>
 
   /** Registers the audit metrics (names prefixed with `p`) in `registers`. */
@@ -46,8 +47,9 @@ export class AuditMetrics {
       registers,
       read: (emit) => emit({}, this.records),
     })
-    this.writeSeconds = new Histogram({ name: `${p}audit_write_seconds`, help: 'Writing one batch of records to the local audit log.', buckets: AUDIT_IO_BUCKETS, registers })
-    this.fsyncSeconds = new Histogram({ name: `${p}audit_fsync_seconds`, help: 'fsync of the local audit log.', buckets: AUDIT_IO_BUCKETS, registers })
+    // Observed once per event-loop turn that writes records: no allocation per observation.
+    this.writeSeconds = new PlainHistogram(`${p}audit_write_seconds`, 'Writing one batch of records to the local audit log.', AUDIT_IO_BUCKETS, registers)
+    this.fsyncSeconds = new PlainHistogram(`${p}audit_fsync_seconds`, 'fsync of the local audit log.', AUDIT_IO_BUCKETS, registers)
     const audit = this
     new Gauge({
       name: `${p}audit_backlog_records`,

@@ -6,6 +6,7 @@ import type { JwksStats } from '../identity/jwks.js'
 import { AuditMetrics, type AuditLogState, type AuditSinkLag } from './audit-metrics.js'
 import type { ByteDirection, ConnectionOutcome, ProxyMetrics, RelayByteCounts, UpstreamPoolStats } from './proxy-metrics.js'
 import { sourcedCounter } from './sourced-counter.js'
+import { PlainHistogram } from './plain-histogram.js'
 
 export { AUDIT_IO_BUCKETS, type AuditLogState, type AuditSinkLag } from './audit-metrics.js'
 export type { ByteDirection, ConnectionOutcome, ProxyMetrics, RelayByteCounts, UpstreamPoolStats } from './proxy-metrics.js'
@@ -95,7 +96,7 @@ export class PrometheusMetrics implements ProxyMetrics {
   private readonly sessionChildren = new Map<string, { inc(): void }>()
   private readonly ruleDenials: Counter<'rule' | 'statement_rule'>
   private readonly ruleWouldDeny: Counter<'rule' | 'statement_rule'>
-  private readonly statementDuration: Histogram
+  private readonly statementDuration: PlainHistogram
   private readonly upstreamOk: { observe(v: number): void }
   private readonly upstreamError: { observe(v: number): void }
   private readonly audit: AuditMetrics
@@ -152,12 +153,12 @@ export class PrometheusMetrics implements ProxyMetrics {
         for (let i = 0; i < counts.length; i++) if (counts[i]! > 0) emit(cellLabels[i]!, counts[i]!)
       },
     })
-    this.statementDuration = new Histogram({
-      name: `${p}statement_duration_seconds`,
-      help: 'Statement duration as the proxy saw it: first message sent upstream to the server finishing it.',
-      buckets: STATEMENT_BUCKETS,
+    this.statementDuration = new PlainHistogram(
+      `${p}statement_duration_seconds`,
+      'Statement duration as the proxy saw it: first message sent upstream to the server finishing it.',
+      STATEMENT_BUCKETS,
       registers,
-    })
+    )
 
     const upstream = new Histogram({
       name: `${p}upstream_connect_seconds`,
