@@ -5,7 +5,7 @@
  *   npx tsx bench/run.ts [--quick] [--rounds N] [--duration S]
  *                        [--scenario select-only/prepared/c8 ...] [--targets direct,pgbouncer,...]
  *                        (targets: direct, pgbouncer, passthrough, pgwitness-off, pgwitness-on, pgwitness-strict, pgwitness-on-pool)
- *                        [--no-build] [--proxy-node-args="--cpu-prof ..."] [--out FILE] [--keep]
+ *                        [--no-build] [--proxy-node-args="--cpu-prof ..."] [--baseline-node-args="..."] [--out FILE] [--keep]
  *                        [--max-quiet-wait S] [--scale N] [--baseline DIR]
  *
  * --baseline DIR: a built checkout of another pgwitness version (its dist/cli.js);
@@ -64,6 +64,8 @@ const { values: opt } = parseArgs({
     strict: { type: 'boolean', default: false }, // accepted for old command lines: strict is now always measured
     'no-build': { type: 'boolean', default: false },
     'proxy-node-args': { type: 'string', default: '' },
+    // Node flags for the baseline-* targets only (default: --proxy-node-args): the same tree with and without a flag, side by side.
+    'baseline-node-args': { type: 'string' },
     baseline: { type: 'string' },
     out: { type: 'string' },
     keep: { type: 'boolean', default: false },
@@ -359,6 +361,7 @@ async function main(): Promise<number> {
     ? await startPassthrough({ upstreamPort: pgc.port, cert: pki.serverCert, key: pki.serverKey })
     : null
   const proxyNodeArgs = opt['proxy-node-args'].split(/\s+/).filter(Boolean)
+  const baselineNodeArgs = opt['baseline-node-args'] === undefined ? proxyNodeArgs : opt['baseline-node-args'].split(/\s+/).filter(Boolean)
   const pgw = new Map<string, Pgwitness>()
   for (const t of TARGETS.filter((t) => t.kind === 'pgwitness')) {
     log(`starting ${t.name}`)
@@ -368,7 +371,7 @@ async function main(): Promise<number> {
         name: t.name,
         dir: path.join(workDir, t.name),
         launcher: t.baseline ? baselineLauncher!.argv : launcher.argv,
-        nodeArgs: proxyNodeArgs,
+        nodeArgs: t.baseline ? baselineNodeArgs : proxyNodeArgs,
         audit: t.audit!,
         pool: t.pool ?? false,
         cert: pki.serverCert,
