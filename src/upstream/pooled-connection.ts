@@ -38,6 +38,7 @@ export type DiscardReason =
 const BE_ERROR = 0x45 // E
 const BE_READY = 0x5a // Z
 const BE_PARAMETER_STATUS = 0x53 // S
+const BE_DATA_ROW = 0x44 // D: counted in runs by the framer, not one by one
 const STATUS_IDLE = 0x49 // I
 
 const TERMINATE = Buffer.from([0x58 /* X */, 0, 0, 0, 4])
@@ -100,9 +101,12 @@ export class PooledConnection {
         message: (type, body) => this.serverMessage(type, body),
         piece: () => undefined,
         end: (type) => this.serverMessage(type, null),
+        // A run of DataRows is one event here: what is waited for (ReadyForQuery, errors) is never a row.
+        run: (type) => this.serverMessage(type, null),
       },
       0x7fffffff,
       'server',
+      BE_DATA_ROW,
     )
     const s = this.socket
     s.on('data', (chunk: Buffer) => {
