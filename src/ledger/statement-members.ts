@@ -6,7 +6,8 @@
  * statement's fixed facts (text, command, classes, objects, names) are the
  * same objects for every execution of it (the classifier caches its split
  * by text), so their canonical text is made once and reused; per execution
- * only seq, parameters, portal, transaction and the outcome are serialized.
+ * only seq, parameters, portal, transaction and the outcome are serialized
+ * (the common shapes of parameters and transaction by name too).
  *
  * The result is exactly canonicalMembers(own) (RFC 8785) for every record
  * statementOwnMembers builds: test/unit/statement-members.test.ts checks it
@@ -86,10 +87,32 @@ function nullableNumber(n: number | null): string {
   return n === null ? 'null' : canonicalNumber(n)
 }
 
+/**
+ * statement.parameters: a text parameter with only its value (what drivers
+ * send most) is written by name; every other shape takes the generic walk.
+ */
+function parametersText(ps: StatementInfo['parameters']): string {
+  if (!Array.isArray(ps)) return canonicalize(ps)
+  let out = '['
+  for (let i = 0; i < ps.length; i++) {
+    const p = ps[i]!
+    if (i > 0) out += ','
+    out += p !== null && p.format === 'text' && p.truncated === undefined && p.length === undefined && p.raw_base64 === undefined
+      ? '{"format":"text","value":' + canonicalString(p.value) + '}'
+      : canonicalize(p)
+  }
+  return out + ']'
+}
+
+/** statement.transaction: { kind, number } (transactions.ts makes it with exactly these two). */
+function transactionText(t: StatementInfo['transaction']): string {
+  return '{"kind":' + canonicalString(t.kind) + ',"number":' + canonicalNumber(t.number) + '}'
+}
+
 function statementText(st: StatementInfo): string {
   const f = fixedParts(st)
-  return f.head + (st.in_transaction ? 'true' : 'false') + f.objects + canonicalize(st.parameters) +
-    ',"portal":' + nullableString(st.portal) + f.names + canonicalNumber(st.seq) + f.tail + canonicalize(st.transaction) + '}'
+  return f.head + (st.in_transaction ? 'true' : 'false') + f.objects + parametersText(st.parameters) +
+    ',"portal":' + nullableString(st.portal) + f.names + canonicalNumber(st.seq) + f.tail + transactionText(st.transaction) + '}'
 }
 
 function outcomeText(o: StatementRecord['outcome']): string {

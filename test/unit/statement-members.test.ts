@@ -21,7 +21,8 @@ const classesArb = fc.array(fc.constantFrom('READ', 'WRITE', 'DDL', 'ROLE', 'TCL
 const parameter = fc.oneof(
   fc.constant(null),
   fc.record({ format: fc.constant('text' as const), value: text }, { requiredKeys: ['format', 'value'] }),
-  fc.record({ format: fc.constant('text' as const), value: text, truncated: fc.constant(true as const), length: fc.nat(), raw_base64: fc.base64String() }),
+  // Each optional member present or not on its own (recordParameters adds raw_base64 alone for an inexact decoding).
+  fc.record({ format: fc.constant('text' as const), value: text, truncated: fc.constant(true as const), length: fc.nat(), raw_base64: fc.base64String() }, { requiredKeys: ['format', 'value'] }),
   fc.record({ format: fc.constant('binary' as const), base64: fc.base64String() }),
   fc.record({ format: fc.constant('hmac' as const), hmac_sha256: fc.string({ unit: fc.constantFrom(...'0123456789abcdef') }), length: fc.nat() }),
 )
