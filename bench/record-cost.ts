@@ -8,17 +8,10 @@
  *   npx tsx bench/record-cost.ts
  */
 import { AuditChain, shareMembers } from '../src/ledger/chain.js'
-import { sharedSessionMembers, statementOwnMembers, statementRecord, type SessionContext } from '../src/evidence/records.js'
-import { deepFreeze } from '../src/ledger/canonical-json.js'
+import { sharedSessionMembers, statementOwnMembers, statementRecord } from '../src/evidence/records.js'
 import { statementOwnMemberTexts } from '../src/ledger/statement-members.js'
 import type { ObservedStatement } from '../src/session/statement-tracker.js'
-const ctx: SessionContext = deepFreeze({
-  proxy: { instance: 'pgw-bench', version: '0.1.0' },
-  connection: { id: '01936a4e-7d2c-7abc-8def-0123456789ab', client: { address: '127.0.0.1', port: 53122 }, tls: { version: 'TLSv1.3', cipher: 'TLS_AES_256_GCM_SHA384', client_cert_sha256: null } },
-  session: { id: '01936a4e-7d2c-7abc-8def-0123456789ac', started_at: '2026-11-26T05:38:42.123456Z', application_name: 'pgbench' },
-  identity: { method: 'jwt', subject: 'spiffe://test.local/ns/billing/sa/api', issuer: 'https://issuer.test', audience: ['pgwitness'], token_id: 'abc', token_expires_at: '2026-11-26T06:38:42.000000Z', spiffe_id: null, cert_sha256: null, claims: { team: 'payments' }, policy_rule: 'bench' },
-  upstream: { host: '127.0.0.1', port: 5432, database: 'appdb', role: 'app', backend_pid: 4711, server_session_id: '6745a1b2.1267' },
-}) as SessionContext
+import { benchSessionContext as ctx } from './lib/session-context.js'
 const s: ObservedStatement = { key: 0, protocol: 'extended', text: 'SELECT abalance FROM pgbench_accounts WHERE aid = $1;', textTruncated: false, parameters: [{ format: 'text', value: '12345' }], preparedName: 'P0_1', portal: '', functionOid: null, command: 'SELECT', classes: ['READ'], objects: [{ type: 'table', schema: 'public', name: 'pgbench_accounts' }], node: null, split: 'parser', governedSettingChanged: false, textOrigin: null, policy: null, seq: 1, inTransaction: false, transaction: { number: 1, kind: 'autocommit' }, status: 'ok', suspended: false, portalRows: null, commandTag: 'SELECT 1', rows: 1, sqlstate: null, message: null, startedAtUs: Date.now() * 1000, durationUs: 120 }
 const chain = new AuditChain()
 const N = 200000

@@ -24,8 +24,7 @@ import { SessionStatements } from '../src/session/statement-records.js'
 import { AuditChainer, FileAuditSink, type AuditSink } from '../src/ledger/log.js'
 import { PrometheusMetrics } from '../src/metrics/registry.js'
 import { commandComplete, readyForQuery } from '../src/protocol/backend-messages.js'
-import { deepFreeze } from '../src/ledger/canonical-json.js'
-import type { SessionContext } from '../src/evidence/records.js'
+import { benchSessionContext as ctx } from './lib/session-context.js'
 
 const N = Number(process.argv[2] ?? 100000)
 const MODES = (process.argv[3] ?? 'floor,off,batched').split(',') as Mode[]
@@ -43,13 +42,6 @@ class FakeSocket extends EventEmitter {
   destroy(): this { return this }
 }
 
-const ctx: SessionContext = deepFreeze({
-  proxy: { instance: 'pgw-bench', version: '0.1.0' },
-  connection: { id: '01936a4e-7d2c-7abc-8def-0123456789ab', client: { address: '127.0.0.1', port: 53122 }, tls: { version: 'TLSv1.3', cipher: 'TLS_AES_256_GCM_SHA384', client_cert_sha256: null } },
-  session: { id: '01936a4e-7d2c-7abc-8def-0123456789ac', started_at: '2026-11-26T05:38:42.123456Z', application_name: 'pgbench' },
-  identity: { method: 'jwt', subject: 'spiffe://test.local/ns/billing/sa/api', issuer: 'https://issuer.test', audience: ['pgwitness'], token_id: 'abc', token_expires_at: '2026-11-26T06:38:42.000000Z', spiffe_id: null, cert_sha256: null, claims: { team: 'payments' }, policy_rule: 'bench' },
-  upstream: { host: '127.0.0.1', port: 5432, database: 'appdb', role: 'app', backend_pid: 4711, server_session_id: '6745a1b2.1267' },
-}) as SessionContext
 
 function backend(type: number, body: Buffer): Buffer {
   const h = Buffer.alloc(5)
