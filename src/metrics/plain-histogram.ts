@@ -12,7 +12,9 @@ interface Sample {
  * without allocating: prom-client's Histogram.observe makes a closure, a
  * label object and a hash per call. Counts live in a typed array and are
  * turned into prom-client's metric shape only when /metrics is scraped, so
- * the exposition is the same as a prom-client Histogram's.
+ * the exposition is the same as a prom-client Histogram's. A non-finite
+ * value is not counted (prom-client throws, which on this path would end
+ * the session as if the audit log had refused its record).
  */
 export class PlainHistogram {
   readonly type = 'histogram'
