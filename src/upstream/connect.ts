@@ -86,7 +86,10 @@ async function connectOnce(cfg: UpstreamConfig, login: UpstreamLogin): Promise<U
     })
   }
   let socket: net.Socket | tls.TLSSocket | null = null
-  const timer = setTimeout(() => socket?.destroy(new Error(`timed out after ${cfg.connectTimeoutMs} ms`)), cfg.connectTimeoutMs)
+  const timer = setTimeout(() => {
+    // Whatever step is waiting sees the error; the no-op listener only makes sure a socket between steps cannot crash the process with it.
+    socket?.on('error', () => undefined).destroy(new Error(`timed out after ${cfg.connectTimeoutMs} ms`))
+  }, cfg.connectTimeoutMs)
   try {
     const openedAtMs = Date.now()
     socket = await openSocket(cfg, (s) => (socket = s))
@@ -291,9 +294,11 @@ function authenticate(
         }
         case 'readyForQuery':
           if (phase === 'auth' && login.parameters['replication'] === 'true') {
+            // Before letting go of the socket: an ambiguous start second throws here, and fail() rejects (connect again).
+            const serverSessionId = physicalSessionId(openedAtMs, backendPid)
             done = true
             cleanup()
-            resolve({ socket, backendPid, secretKey, parameters, serverSessionId: physicalSessionId(openedAtMs, backendPid), tls: socket instanceof tls.TLSSocket })
+            resolve({ socket, backendPid, secretKey, parameters, serverSessionId, tls: socket instanceof tls.TLSSocket })
           } else if (phase === 'auth') {
             phase = 'sessionid'
             socket.write(serialize.query(SESSION_ID_QUERY))
