@@ -385,18 +385,21 @@ class AmbiguousStart extends Error {}
 
 /** Forward a cancel request for an upstream backend on a new connection (TLS when the upstream uses it). */
 export async function sendUpstreamCancel(cfg: UpstreamConfig, backendPid: number, secretKey: number): Promise<void> {
-  let pending: net.Socket | null = null
-  const timer = setTimeout(() => pending?.destroy(new Error('cancel request timed out')), cfg.connectTimeoutMs)
-  let socket: net.Socket | tls.TLSSocket = await openSocket(cfg, (s) => (pending = s)).finally(() => clearTimeout(timer))
+  // connect_timeout bounds the whole exchange (TCP, TLS, the request), like a login: the client's cancel connection waits for it.
+  let socket: net.Socket | tls.TLSSocket | null = null
+  const timer = setTimeout(() => socket?.on('error', () => undefined).destroy(new Error('cancel request timed out')), cfg.connectTimeoutMs)
   try {
+    socket = await openSocket(cfg, (s) => (socket = s))
     if (cfg.tls.mode !== 'disable') socket = await startTls(socket, cfg)
+    const s = socket
     await new Promise<void>((resolve) => {
-      socket.once('close', () => resolve())
-      socket.once('error', () => resolve())
-      socket.end(serialize.cancel(backendPid, secretKey))
+      s.once('close', () => resolve())
+      s.once('error', () => resolve())
+      s.end(serialize.cancel(backendPid, secretKey))
     })
   } finally {
-    socket.destroy()
+    clearTimeout(timer)
+    socket?.destroy()
   }
 }
 
