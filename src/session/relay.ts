@@ -13,6 +13,7 @@ import type { SessionStatementRules } from '../policy/statement-rules.js'
 import type { ReplicationMode } from '../config/types.js'
 import type { StreamedCounts } from '../evidence/types.js'
 import { StreamCounter } from '../replication/stream-counts.js'
+import { BackendType } from '../protocol/backend-types.js'
 
 export { AuditUnavailable, denialStatement } from './frontend-observer.js'
 
@@ -60,12 +61,7 @@ export interface RelayEvents {
 const HELD_LIMIT = 256 * 1024
 
 
-const BACKEND_ERROR = 0x45
-const BACKEND_COMMAND_COMPLETE = 0x43
-const BACKEND_READY = 0x5a
-const BACKEND_PARAMETER_STATUS = 0x53
-const BACKEND_DATA_ROW = 0x44
-const COPY_DATA = 0x64
+const BE = BackendType
 
 
 /** Terminate message, sent upstream when the client vanishes without one. */
@@ -122,7 +118,7 @@ export class Relay {
     this.frontend = new FrontendObserver(this.tracker, opts, events, new ClientTextSettings(opts.serverParameters), this.copyData)
     this.fromClient = new MessageStream(this.frontend, opts.maxMessageBytes, 'client')
     // DataRows are only counted: no call per row (MessageStream's run type).
-    this.fromServer = new MessageStream(this.backendHandler(), 0x7fffffff, 'server', BACKEND_DATA_ROW)
+    this.fromServer = new MessageStream(this.backendHandler(), 0x7fffffff, 'server', BE.DataRow)
   }
 
   /** Start relaying; `pending` holds client bytes read ahead during the handshake. */
@@ -360,12 +356,12 @@ export class Relay {
     const t = this.tracker
     return {
       header: (type, len) =>
-        type === COPY_DATA ? (this.copyData.server(len), BodyMode.Skip) : type === BACKEND_ERROR || type === BACKEND_COMMAND_COMPLETE || type === BACKEND_READY || type === BACKEND_PARAMETER_STATUS
+        type === BE.CopyData ? (this.copyData.server(len), BodyMode.Skip) : type === BE.ErrorResponse || type === BE.CommandComplete || type === BE.ReadyForQuery || type === BE.ParameterStatus
           ? BodyMode.Capture
           : BodyMode.Skip,
       message: (type, body) => {
-        if (type === BACKEND_ERROR) t.error(decodeErrorFields(body))
-        else if (type === BACKEND_PARAMETER_STATUS) this.backendParameterStatus(body)
+        if (type === BE.ErrorResponse) t.error(decodeErrorFields(body))
+        else if (type === BE.ParameterStatus) this.backendParameterStatus(body)
         else t.backend(type, body)
       },
       piece: () => undefined,

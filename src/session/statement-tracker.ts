@@ -10,6 +10,7 @@ import {
   type Entry, type Finished, type Names,
 } from './tracker-entries.js'
 import type { BackendError, ForwardedStatement, ObservedStatement, Prepared, RereadableParameters, SentText, StatementBase } from './tracked-statement.js'
+import { BackendType } from '../protocol/backend-types.js'
 
 export { capText, rowsOfTag, type BackendError, type Denial, type ForwardedStatement, type ObservedStatement, type RereadableParameters, type RereadableText, type SentText } from './tracked-statement.js'
 export type { TransactionEnd } from './transactions.js'
@@ -32,11 +33,7 @@ export type { TransactionEnd } from './transactions.js'
  * message types/bodies.
  */
 
-const BE = {
-  ParseComplete: 0x31, BindComplete: 0x32, CloseComplete: 0x33, CommandComplete: 0x43, DataRow: 0x44,
-  EmptyQuery: 0x49, NoData: 0x6e, ParameterDescription: 0x74, RowDescription: 0x54,
-  PortalSuspended: 0x73, ReadyForQuery: 0x5a, FunctionCallResponse: 0x56,
-} as const
+const BE = BackendType
 
 /** Backend messages whose body the tracker reads (ErrorResponse goes to `error()` decoded). */
 export const TRACKER_BODY_TYPES: ReadonlySet<number> = new Set([BE.CommandComplete, BE.ReadyForQuery])
@@ -195,10 +192,10 @@ export class StatementTracker {
         if (e?.kind === 'describe') this.shift()
         return
       case BE.CommandComplete:
-      case BE.EmptyQuery:
+      case BE.EmptyQueryResponse:
       case BE.PortalSuspended: {
         const tag = type === BE.CommandComplete && body ? cstring(body) : null
-        if (e?.kind === 'query') this.queryResult(e, tag, null, type === BE.EmptyQuery)
+        if (e?.kind === 'query') this.queryResult(e, tag, null, type === BE.EmptyQueryResponse)
         else if (e?.kind === 'execute') {
           this.finishExecute(e, 'ok', tag, type === BE.PortalSuspended, null)
           this.shift()

@@ -12,6 +12,7 @@ import { BodyMode, MessageStream } from '../protocol/message-stream.js'
 import type { UpstreamConnection } from './connect.js'
 import { Lease } from './lease.js'
 import { parameterPair } from './parameter-pairs.js'
+import { BackendType } from '../protocol/backend-types.js'
 
 /** Why the pool closed a connection (metric label values). */
 export type DiscardReason =
@@ -35,18 +36,15 @@ export type DiscardReason =
   | 'checkout_failed'
   | 'shutdown'
 
-const BE_ERROR = 0x45 // E
-const BE_READY = 0x5a // Z
-const BE_PARAMETER_STATUS = 0x53 // S
-const BE_DATA_ROW = 0x44 // D: counted in runs by the framer, not one by one
+const BE = BackendType
 const STATUS_IDLE = 0x49 // I
 
 const TERMINATE = Buffer.from([0x58 /* X */, 0, 0, 0, 4])
 
 /** Backend messages a DISCARD ALL may answer with (besides ErrorResponse and ReadyForQuery). */
-export const RESET_REPLIES: ReadonlySet<number> = new Set([0x43 /* C */, BE_PARAMETER_STATUS, 0x4e /* N */, 0x41 /* A */])
+export const RESET_REPLIES: ReadonlySet<number> = new Set([BE.CommandComplete, BE.ParameterStatus, BE.NoticeResponse, BE.NotificationResponse])
 /** … and the set_config query. */
-export const SETUP_REPLIES: ReadonlySet<number> = new Set([0x54 /* T */, 0x44 /* D */, 0x43 /* C */, BE_PARAMETER_STATUS, 0x4e /* N */])
+export const SETUP_REPLIES: ReadonlySet<number> = new Set([BE.RowDescription, BE.DataRow, BE.CommandComplete, BE.ParameterStatus, BE.NoticeResponse])
 
 /** What a connection tells the pool that owns it. */
 export interface ConnectionOwner {
@@ -96,7 +94,7 @@ export class PooledConnection {
       {
         header: (type) => {
           this.lastServerType = 0
-          return type === BE_READY || type === BE_PARAMETER_STATUS || (type === BE_ERROR && this.waiter) ? BodyMode.Capture : BodyMode.Skip
+          return type === BE.ReadyForQuery || type === BE.ParameterStatus || (type === BE.ErrorResponse && this.waiter) ? BodyMode.Capture : BodyMode.Skip
         },
         message: (type, body) => this.serverMessage(type, body),
         piece: () => undefined,
@@ -106,7 +104,7 @@ export class PooledConnection {
       },
       0x7fffffff,
       'server',
-      BE_DATA_ROW,
+      BE.DataRow,
     )
     const s = this.socket
     s.on('data', (chunk: Buffer) => {
@@ -136,15 +134,15 @@ export class PooledConnection {
 
   /** The server is waiting for a query outside any transaction, with nothing half-received. */
   get serverIdle(): boolean {
-    return this.fromServer.atBoundary && this.lastServerType === BE_READY && this.lastReadyStatus === STATUS_IDLE
+    return this.fromServer.atBoundary && this.lastServerType === BE.ReadyForQuery && this.lastReadyStatus === STATUS_IDLE
   }
 
   private serverMessage(type: number, body: Buffer | null): void {
     this.lastServerType = type
-    if (type === BE_READY) {
+    if (type === BE.ReadyForQuery) {
       this.readyCount++
       this.lastReadyStatus = body && body.length > 0 ? body[0]! : 0
-    } else if (type === BE_PARAMETER_STATUS && body) {
+    } else if (type === BE.ParameterStatus && body) {
       const nameEnd = body.indexOf(0)
       const valueEnd = body.indexOf(0, nameEnd + 1)
       if (nameEnd > 0 && valueEnd > nameEnd) this.parameters.set(body.toString('utf8', 0, nameEnd), body.toString('utf8', nameEnd + 1, valueEnd))
@@ -181,10 +179,10 @@ export class PooledConnection {
       }
       const timer = setTimeout(() => finish(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs)
       this.waiter = (type, body) => {
-        if (type === BE_ERROR) {
+        if (type === BE.ErrorResponse) {
           const e = decodeErrorFields(body!)
           error = `${e.code}: ${e.message}`
-        } else if (type === BE_READY) {
+        } else if (type === BE.ReadyForQuery) {
           finish(error ? new Error(error) : this.lastReadyStatus !== STATUS_IDLE ? new Error('the server is not idle after the query') : null)
         } else if (!replies.has(type)) {
           finish(new Error(`unexpected message type ${JSON.stringify(String.fromCharCode(type))}`))
@@ -242,7 +240,7 @@ export class PooledConnection {
     }
     const timer = setTimeout(() => finish('not_idle'), graceMs)
     this.waiter = (type) => {
-      if (type === BE_READY && this.readyCount >= ready) finish(this.serverIdle ? null : 'not_idle')
+      if (type === BE.ReadyForQuery && this.readyCount >= ready) finish(this.serverIdle ? null : 'not_idle')
     }
     this.onDeath = () => finish('closed_while_idle')
     this.socket.resume()
