@@ -42,9 +42,12 @@ export interface MessageHandler {
 
 const EMPTY = Buffer.alloc(0)
 
+/** A message's header: its type byte and int32 length. */
+export const HEADER_BYTES = 5
+
 /** The whole message (header and body) of a body handed to message() with `framed` true. */
 export function frameOf(body: Buffer): Buffer {
-  return Buffer.from(body.buffer, body.byteOffset - 5, body.length + 5)
+  return Buffer.from(body.buffer, body.byteOffset - HEADER_BYTES, body.length + HEADER_BYTES)
 }
 
 export class MessageStream {

@@ -16,7 +16,7 @@ import {
   decodeQueryBytes,
   type DecodedBind,
 } from '../protocol/frontend.js'
-import { BodyMode, type MessageHandler } from '../protocol/message-stream.js'
+import { BodyMode, HEADER_BYTES, type MessageHandler } from '../protocol/message-stream.js'
 import { serialize } from 'pg-protocol'
 import { reservedSettingViolation } from '../policy/reserved-settings.js'
 import type { RelayEvents, RelayOptions } from './relay.js'
@@ -27,6 +27,7 @@ import { StreamCounter } from '../replication/stream-counts.js'
 import { replicationCommandOf, replicationStatement } from '../replication/commands.js'
 import { errorResponse, readyForQuery } from '../protocol/backend-messages.js'
 import { denialError } from './tracker-entries.js'
+import { BackendType } from '../protocol/backend-types.js'
 
 /** Frontend messages at or above this size are streamed instead of captured whole. */
 const STREAM_THRESHOLD = 1 << 20
@@ -119,7 +120,7 @@ export class FrontendObserver implements MessageHandler {
     const replacement = this.observeFrontend(type, body)
     if (replacement === NOTHING) return
     if (replacement !== null) this.out.add(replacement)
-    else if (framed) this.out.addRange(body.buffer, body.byteOffset - 5, body.length + 5)
+    else if (framed) this.out.addRange(body.buffer, body.byteOffset - HEADER_BYTES, body.length + HEADER_BYTES) // frameOf(body), without making it
     else this.out.add(Buffer.concat([frameHeader(type, body.length), body]))
   }
 
@@ -255,7 +256,7 @@ export class FrontendObserver implements MessageHandler {
     for (const d of this.refusedHere) {
       const err = denialError(d)
       this.tracker.error(err)
-      this.tracker.backend(READY_FOR_QUERY, IDLE)
+      this.tracker.backend(BackendType.ReadyForQuery, IDLE)
       out.push(errorResponse({ severity: 'ERROR', ...err }), readyForQuery('I'))
     }
     this.refusedHere.length = 0
@@ -345,7 +346,6 @@ export class FrontendObserver implements MessageHandler {
 
 /** Forwarded in place of a message the proxy answers itself. */
 const NOTHING = Buffer.alloc(0)
-const READY_FOR_QUERY = 0x5a
 const IDLE = Buffer.from('I')
 
 /** The header (type, length word) of a message whose body is forwarded in pieces. */
@@ -401,8 +401,9 @@ class OutputRun {
   private whole: Buffer | null = null
 
   add(b: Buffer): void {
+    const startsRun = this.memory !== b.buffer || this.end !== b.byteOffset
     this.addRange(b.buffer, b.byteOffset, b.length)
-    if (this.start === b.byteOffset) this.whole = b
+    if (startsRun) this.whole = b
   }
 
   /** Bytes [offset, offset + length) of `memory` (a message inside a chunk, without a Buffer made for it). */

@@ -86,10 +86,7 @@ async function connectOnce(cfg: UpstreamConfig, login: UpstreamLogin): Promise<U
     })
   }
   let socket: net.Socket | tls.TLSSocket | null = null
-  const timer = setTimeout(() => {
-    // Whatever step is waiting sees the error; the no-op listener only makes sure a socket between steps cannot crash the process with it.
-    socket?.on('error', () => undefined).destroy(new Error(`timed out after ${cfg.connectTimeoutMs} ms`))
-  }, cfg.connectTimeoutMs)
+  const timer = destroyAfter(cfg.connectTimeoutMs, `timed out after ${cfg.connectTimeoutMs} ms`, () => socket)
   try {
     const openedAtMs = Date.now()
     socket = await openSocket(cfg, (s) => (socket = s))
@@ -119,6 +116,16 @@ async function connectOnce(cfg: UpstreamConfig, login: UpstreamLogin): Promise<U
   } finally {
     clearTimeout(timer)
   }
+}
+
+/**
+ * After `ms`, destroy the socket `current()` names (the raw or the TLS one,
+ * whichever the exchange has reached) with `message`. The step waiting on
+ * it sees the error; the no-op listener only makes sure that a socket
+ * between steps, with no listener of its own, cannot crash the process.
+ */
+function destroyAfter(ms: number, message: string, current: () => net.Socket | null): NodeJS.Timeout {
+  return setTimeout(() => current()?.on('error', () => undefined).destroy(new Error(message)), ms)
 }
 
 /** Connect; `created` receives the socket before the connect completes, so a timeout can destroy it. */
@@ -387,7 +394,7 @@ class AmbiguousStart extends Error {}
 export async function sendUpstreamCancel(cfg: UpstreamConfig, backendPid: number, secretKey: number): Promise<void> {
   // connect_timeout bounds the whole exchange (TCP, TLS, the request), like a login: the client's cancel connection waits for it.
   let socket: net.Socket | tls.TLSSocket | null = null
-  const timer = setTimeout(() => socket?.on('error', () => undefined).destroy(new Error('cancel request timed out')), cfg.connectTimeoutMs)
+  const timer = destroyAfter(cfg.connectTimeoutMs, 'cancel request timed out', () => socket)
   try {
     socket = await openSocket(cfg, (s) => (socket = s))
     if (cfg.tls.mode !== 'disable') socket = await startTls(socket, cfg)
