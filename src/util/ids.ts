@@ -10,17 +10,18 @@ let counter = 0
 const pool = Buffer.allocUnsafe(16 * 256)
 let poolOffset = pool.length
 
-function random10(): Buffer {
-  if (poolOffset + 10 > pool.length) {
-    randomFillSync(pool)
-    poolOffset = 0
-  }
-  const out = pool.subarray(poolOffset, poolOffset + 10)
-  poolOffset += 10
-  return out
-}
+/** ASCII codes of the hex digit pairs of every byte value: HEX_PAIRS[2b], HEX_PAIRS[2b + 1]. */
+const HEX_PAIRS = Buffer.from(Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0')).join(''), 'latin1')
+/** The id is spelled into this buffer and read out as one flat string: one allocation per id. */
+const spelled = Buffer.from('00000000-0000-0000-0000-000000000000', 'latin1')
+/** Where each of the 16 bytes goes in the spelled form (the dashes stay). */
+const BYTE_AT = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34]
 
-const HEX: string[] = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'))
+function spell(i: number, byte: number): void {
+  const at = BYTE_AT[i]!
+  spelled[at] = HEX_PAIRS[2 * byte]!
+  spelled[at + 1] = HEX_PAIRS[2 * byte + 1]!
+}
 
 export function uuidv7(nowMs: number = Date.now()): string {
   let ms = nowMs
@@ -36,22 +37,23 @@ export function uuidv7(nowMs: number = Date.now()): string {
     lastMs = ms
     counter = 0
   }
-  const r = random10()
-  const b = new Array<string>(16)
-  b[0] = HEX[Math.floor(ms / 2 ** 40) & 0xff]!
-  b[1] = HEX[Math.floor(ms / 2 ** 32) & 0xff]!
-  b[2] = HEX[(ms >>> 24) & 0xff]!
-  b[3] = HEX[(ms >>> 16) & 0xff]!
-  b[4] = HEX[(ms >>> 8) & 0xff]!
-  b[5] = HEX[ms & 0xff]!
-  b[6] = HEX[0x70 | ((counter >>> 8) & 0x0f)]!
-  b[7] = HEX[counter & 0xff]!
-  b[8] = HEX[0x80 | (r[0]! & 0x3f)]!
-  for (let i = 1; i < 8; i++) b[8 + i] = HEX[r[i]!]!
-  return (
-    b[0]! + b[1]! + b[2]! + b[3]! + '-' + b[4]! + b[5]! + '-' + b[6]! + b[7]! + '-' +
-    b[8]! + b[9]! + '-' + b[10]! + b[11]! + b[12]! + b[13]! + b[14]! + b[15]!
-  )
+  if (poolOffset + 10 > pool.length) {
+    randomFillSync(pool)
+    poolOffset = 0
+  }
+  const r = poolOffset
+  poolOffset += 10
+  spell(0, Math.floor(ms / 2 ** 40) & 0xff)
+  spell(1, Math.floor(ms / 2 ** 32) & 0xff)
+  spell(2, (ms >>> 24) & 0xff)
+  spell(3, (ms >>> 16) & 0xff)
+  spell(4, (ms >>> 8) & 0xff)
+  spell(5, ms & 0xff)
+  spell(6, 0x70 | ((counter >>> 8) & 0x0f))
+  spell(7, counter & 0xff)
+  spell(8, 0x80 | (pool[r]! & 0x3f))
+  for (let i = 1; i < 8; i++) spell(8 + i, pool[r + i]!)
+  return spelled.toString('latin1', 0, 36)
 }
 
 /** A random 32-bit cancel key / identifier. */
