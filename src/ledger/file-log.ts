@@ -4,7 +4,7 @@ import { open, rename, type FileHandle } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import type { Logger } from 'pino'
-import { EMPTY_HEAD, readLogTail, type ChainHead, type SealedRecord } from './chain.js'
+import { EMPTY_HEAD, lineInto, lineLength, maxLineBytes, readLogTail, type ChainHead, type SealedRecord } from './chain.js'
 import { firstSeqOf, listLogFiles, rotatedLogPath } from './log-files.js'
 import { syncDir } from '../util/durable-file.js'
 import type { AuditRecordWriter, AuditSinkObserver } from './log.js'
@@ -31,8 +31,8 @@ import type { AuditRecordWriter, AuditSinkObserver } from './log.js'
  */
 /** Lines written in one write(): how many records, and the seq of the last. */
 interface Batch {
-  /** The lines as queued (a string), or the bytes still to write after a write that failed part-way. */
-  data: string | Buffer
+  /** The lines' bytes (in the reusable write buffer), or the bytes still to write after a write that failed part-way (a copy). */
+  data: Buffer
   records: number
   lastSeq: number
 }
@@ -42,6 +42,13 @@ interface RotationMark {
   rotateFrom: number
 }
 
+function isRotationMark(q: SealedRecord | RotationMark): q is RotationMark {
+  return 'rotateFrom' in q
+}
+
+/** The write buffer's usual size: a turn's lines at -c 8 take a few kilobytes; a burst grows it for one batch. */
+const WRITE_BUFFER_BYTES = 256 * 1024
+
 export interface RotationPolicy {
   maxBytes: number | null
   intervalMs: number | null
@@ -49,7 +56,9 @@ export interface RotationPolicy {
 
 export class FileAuditSink implements AuditRecordWriter {
   private handle: FileHandle | null = null
-  private queue: Array<string | RotationMark> = []
+  private queue: Array<SealedRecord | RotationMark> = []
+  /** The lines of one write are encoded here (reused; shrunk back after a burst). */
+  private writeBuffer = Buffer.allocUnsafe(WRITE_BUFFER_BYTES)
   /** The active file as it will be once the queue is written: first seq, bytes, records, since when. */
   private fileFirstSeq: number | null = null
   private fileBytes = 0
@@ -169,10 +178,10 @@ export class FileAuditSink implements AuditRecordWriter {
 
   write(sealed: SealedRecord): void {
     if (this.closed) throw new Error('audit log is closed')
-    this.queue.push(sealed.line + '\n')
+    this.queue.push(sealed)
     if (this.nextUnwritten === 0) this.nextUnwritten = sealed.chain.seq
     this.fileFirstSeq ??= sealed.chain.seq
-    this.fileBytes += sealed.line.length + 1
+    this.fileBytes += lineLength(sealed) + 1
     this.fileRecords++
     this.schedule()
   }
@@ -267,7 +276,7 @@ export class FileAuditSink implements AuditRecordWriter {
     let batch = this.pending
     if (batch === null) {
       const head = this.queue[0]!
-      if (typeof head !== 'string') {
+      if (isRotationMark(head)) {
         this.writing = this.rotateFile(head).finally(() => {
           this.writing = null
           if (this.queue.length > 0 && this.retryTimer === null) this.kick()
@@ -275,11 +284,11 @@ export class FileAuditSink implements AuditRecordWriter {
         return
       }
       // Everything up to the next rotation mark goes into the current file.
-      let n = this.queue.findIndex((q) => typeof q !== 'string')
+      let n = this.queue.findIndex(isRotationMark)
       if (n < 0) n = this.queue.length
-      const lines = this.queue.splice(0, n) as string[]
-      batch = { data: lines.join(''), records: lines.length, lastSeq: this.nextUnwritten + lines.length - 1 }
-      this.nextUnwritten += lines.length
+      const records = this.queue.splice(0, n) as SealedRecord[]
+      batch = { data: this.encode(records), records: records.length, lastSeq: this.nextUnwritten + records.length - 1 }
+      this.nextUnwritten += records.length
     }
     this.pending = null
     this.writeBatch(batch)
@@ -296,18 +305,11 @@ export class FileAuditSink implements AuditRecordWriter {
    * (syncIfDirty; strict durability's intents are fsynced by the journal).
    */
   private writeBatch(batch: Batch): void {
-    // Bytes from here on: a write that stops part-way continues at a byte offset.
-    let data: string | Buffer = batch.data
+    const data = batch.data
     const t0 = performance.now()
     let off = 0
     try {
-      if (typeof data === 'string') {
-        const bytes = Buffer.byteLength(data)
-        const n = writeSync(this.handle!.fd, data)
-        if (n < bytes) data = Buffer.from(data, 'utf8')
-        off = n
-      }
-      while (off < data.length) off += writeSync(this.handle!.fd, data as Buffer, off, data.length - off)
+      while (off < data.length) off += writeSync(this.handle!.fd, data, off, data.length - off)
       this.dirty = true
       this.writtenSeq = batch.lastSeq
       this.observer?.written(batch.records, (performance.now() - t0) / 1000)
@@ -318,10 +320,10 @@ export class FileAuditSink implements AuditRecordWriter {
     } catch (err) {
       // Keep what was not written, in order, and try again shortly: the
       // bytes already written stay (the file is append-only), so the retry
-      // continues the same line rather than writing it twice.
+      // continues the same line rather than writing it twice. A copy: the
+      // write buffer is reused by the next batch.
       if (off > 0) this.dirty = true
-      const rest = typeof data === 'string' ? Buffer.from(data, 'utf8') : data
-      this.pending = { data: off === 0 ? rest : rest.subarray(off), records: batch.records, lastSeq: batch.lastSeq }
+      this.pending = { data: Buffer.from(data.subarray(off)), records: batch.records, lastSeq: batch.lastSeq }
       this.lastError = (err as Error).message
       this.observer?.failed()
       this.log.error({ path: this.path, err: this.lastError, backlog: this.backlog }, 'cannot write the audit log; retrying')
@@ -331,6 +333,24 @@ export class FileAuditSink implements AuditRecordWriter {
       }, 500)
       this.retryTimer.unref()
     }
+  }
+
+  /** The records' lines as UTF-8, each with its newline, in the write buffer (grown when they do not fit). */
+  private encode(records: readonly SealedRecord[]): Buffer {
+    let buf = this.writeBuffer
+    if (buf.length > WRITE_BUFFER_BYTES) buf = Buffer.allocUnsafe(WRITE_BUFFER_BYTES) // a burst is over: give the memory back
+    let off = 0
+    for (const r of records) {
+      const need = maxLineBytes(r)
+      if (buf.length - off < need) {
+        const bigger = Buffer.allocUnsafe(Math.max(2 * buf.length, off + need))
+        buf.copy(bigger, 0, 0, off)
+        buf = bigger
+      }
+      off = lineInto(r, buf, off)
+    }
+    this.writeBuffer = buf
+    return buf.subarray(0, off)
   }
 
   /**
