@@ -7,10 +7,14 @@
  *   off:      framing and tracking, the statement counted in metrics (audit off)
  *   batched:  the same, each statement recorded into a real file log (AuditChainer + FileAuditSink)
  *   floor:    the chunks handed to a relay that only writes them on (what a pass-through does in JS)
- *   npx tsx bench/relay-cost.ts [TRANSACTIONS] [MODES]     (MODES: comma-separated, default floor,off,batched)
+ *   npx tsx bench/relay-cost.ts [TRANSACTIONS] [MODES] [alloc]     (MODES: comma-separated, default floor,off,batched)
  * Each configuration runs 3 rounds; printed: µs per transaction (CPU of this
  * process, the file writes' kernel time included). Every 2 transactions the
  * loop yields to the event loop (one file write per two records, about what pgbench -c 8 makes).
+ * With `alloc`, the last round of each mode also runs V8's sampling heap
+ * profiler (objects the GC collected included) and prints the bytes
+ * allocated per transaction, by the function that allocated them: what the
+ * garbage collector and the caches pay for, which the CPU figure alone hides.
  */
 import { EventEmitter } from 'node:events'
 import { mkdtempSync, rmSync } from 'node:fs'
@@ -25,9 +29,11 @@ import { AuditChainer, FileAuditSink, type AuditSink } from '../src/ledger/log.j
 import { PrometheusMetrics } from '../src/metrics/registry.js'
 import { commandComplete, readyForQuery } from '../src/protocol/backend-messages.js'
 import { benchSessionContext as ctx } from './lib/session-context.js'
+import { AllocationSampler } from './lib/allocation-sampler.js'
 
 const N = Number(process.argv[2] ?? 100000)
 const MODES = (process.argv[3] ?? 'floor,off,batched').split(',') as Mode[]
+const ALLOC = process.argv[4] === 'alloc'
 
 class FakeSocket extends EventEmitter {
   destroyed = false
@@ -67,7 +73,7 @@ const clientChunks = Array.from({ length: 64 }, (_, i) => clientTx(1 + i * 1543)
 
 type Mode = 'floor' | 'off' | 'batched'
 
-async function run(mode: Mode, dir: string): Promise<number> {
+async function run(mode: Mode, dir: string, sampler: AllocationSampler | null): Promise<number> {
   const client = new FakeSocket()
   const upstream = new FakeSocket()
   const metrics = new PrometheusMetrics()
@@ -96,6 +102,7 @@ async function run(mode: Mode, dir: string): Promise<number> {
   client.emit('data', prepare)
   upstream.emit('data', prepared)
   await turn()
+  await sampler?.start()
   const t0 = process.cpuUsage()
   for (let i = 0; i < N; i++) {
     client.emit('data', clientChunks[i & 63])
@@ -104,6 +111,7 @@ async function run(mode: Mode, dir: string): Promise<number> {
   }
   await sink?.flush()
   const c = process.cpuUsage(t0)
+  if (sampler) console.log(`${mode}: bytes allocated per transaction\n${await sampler.stop(N)}`)
   await sink?.close()
   return (c.user + c.system) / N
 }
@@ -112,7 +120,7 @@ const dir = mkdtempSync(join(tmpdir(), 'pgw-relay-cost-'))
 try {
   for (let round = 1; round <= 3; round++) {
     const line: string[] = []
-    for (const mode of MODES) line.push(`${mode} ${(await run(mode, dir)).toFixed(2)} µs`)
+    for (const mode of MODES) line.push(`${mode} ${(await run(mode, dir, ALLOC && round === 3 ? new AllocationSampler() : null)).toFixed(2)} µs`)
     console.log(`round ${round}: ${line.join(', ')} per transaction`)
   }
 } finally {
