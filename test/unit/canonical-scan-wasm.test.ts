@@ -12,7 +12,7 @@ import fc from 'fast-check'
 import t from 'tap'
 import { AuditChain } from '../../src/ledger/chain.js'
 import { CanonicalLineScanner } from '../../src/ledger/canonical-scan.js'
-import { wasmLineScanner } from '../../src/ledger/wasm/canonical-scan-wasm.js'
+import { FACT_SLOT_NAMES, wasmLineScanner } from '../../src/ledger/wasm/canonical-scan-wasm.js'
 import { CANONICAL_SCAN_SOURCE_SHA256 } from '../../src/ledger/wasm/canonical-scan-module.js'
 import { checkpointRecord } from '../../src/evidence/records.js'
 import type { AuditRecordBody } from '../../src/evidence/types.js'
@@ -130,4 +130,31 @@ t.test('hand-made edge cases agree', async (t) => {
     t.ok(agree(buf), c.slice(0, 60))
   }
   t.ok(wasm.scan(Buffer.from(`{"a":-1,${chain}}`), 0, 8 + chain.length + 1), 'a plain negative integer is accepted')
+})
+
+t.test('scanFacts finds each field where JSON.parse finds it, in records of every type and random statements', async (t) => {
+  const chain = new AuditChain()
+  const texts = fc.sample(fc.string({ unit: fc.constantFrom('a', ' ', '"', '\\', '\n', 'é', '😀', ','), maxLength: 40 }), 50)
+  const bodies: AuditRecordBody[] = [...bodiesOfEveryType(), ...texts.map((x, i) => statement(i % 2 ? 'SELECT' : 'DELETE', x, { rows: i * 1000, status: i % 3 ? 'ok' : 'error' }, i % 2 ? ['READ'] : ['WRITE', 'DDL']) as unknown as AuditRecordBody)]
+  let fields = 0
+  for (const b of bodies) {
+    const line = Buffer.concat([Buffer.from('x\n'), Buffer.from(chain.seal(b).line, 'utf8')])
+    if (!wasm.scanFacts(line, 2, line.length)) return t.fail(`not accepted: ${line.toString().slice(0, 200)}`)
+    const rec = JSON.parse(line.toString('utf8', 2)) as Record<string, unknown>
+    FACT_SLOT_NAMES.forEach((name, slot) => {
+      if (name === null) return
+      const [parent, child] = name.includes('.') ? name.split('.') : [null, name]
+      const holder = parent === null ? rec : (rec[parent!] as Record<string, unknown> | undefined)
+      const expected = holder !== null && typeof holder === 'object' ? holder[child!] : undefined
+      const [vs, ve] = [wasm.facts[2 * slot]!, wasm.facts[2 * slot + 1]!]
+      if (expected === undefined) {
+        if (ve !== 0) t.fail(`${name}: found where the record has none`)
+        return
+      }
+      fields++
+      const got = JSON.parse(line.toString('utf8', 2 + vs, 2 + ve)) as unknown
+      if (JSON.stringify(got) !== JSON.stringify(expected)) t.fail(`${name}: ${JSON.stringify(got)} where the record has ${JSON.stringify(expected)}`)
+    })
+  }
+  t.ok(fields > 500, `${fields} fields found, all equal to the parsed record's`)
 })

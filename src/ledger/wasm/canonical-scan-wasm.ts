@@ -38,8 +38,17 @@ interface Exports {
   memory: WasmMemory
   line_buffer(): number
   result(): number
+  facts(): number
   scan(len: number): number
+  scan_facts(len: number): number
 }
+
+/** What each slot of `facts` holds after scanFacts: [start, end) of the member's value (0, 0 when absent). */
+export const FACT_SLOT_NAMES = [
+  null, 'time', 'session.id', 'identity.subject', 'identity.issuer', 'identity.method', 'identity.token_id',
+  'upstream.role', 'upstream.database', 'statement.command', 'statement.classes', 'statement.objects', 'statement.text',
+  'outcome.status', 'outcome.rows', 'outcome.duration_us',
+] as const
 
 /** Zero bytes after the line: the scanner's reads past its end stop on them. */
 const PAD = 16
@@ -50,6 +59,8 @@ export class WasmLineScanner {
   private readonly base: number
   private bytes: Buffer
   private results: Uint32Array
+  /** After scanFacts: for slot i (FACT_SLOT_NAMES), the value's [facts[2i], facts[2i+1]) from the line's start. */
+  facts: Uint32Array
   readonly last: WasmScanResult = { chainAt: 0, hashAt: 0, prevAt: 0, seq: 0, typeStart: 0, typeEnd: 0 }
 
   constructor(module: WasmModule) {
@@ -57,16 +68,26 @@ export class WasmLineScanner {
     this.base = this.exports.line_buffer()
     this.bytes = Buffer.from(this.exports.memory.buffer)
     this.results = new Uint32Array(this.exports.memory.buffer, this.exports.result(), 8)
+    this.facts = new Uint32Array(this.exports.memory.buffer, this.exports.facts(), 2 * FACT_SLOT_NAMES.length)
   }
 
   /** Whether b[start, end) is accepted as a canonical chained record; if so, `last` says where its parts are (offsets from `start`). */
   scan(b: Buffer, start: number, end: number): boolean {
+    return this.run(b, start, end, false)
+  }
+
+  /** scan(), also noting where the report's fields are (`facts`). */
+  scanFacts(b: Buffer, start: number, end: number): boolean {
+    return this.run(b, start, end, true)
+  }
+
+  private run(b: Buffer, start: number, end: number, facts: boolean): boolean {
     const len = end - start
     if (this.base + len + PAD > this.bytes.length) this.grow(this.base + len + PAD)
     const mem = this.bytes
     b.copy(mem, this.base, start, end)
     mem.fill(0, this.base + len, this.base + len + PAD)
-    if (this.exports.scan(len) !== 1) return false
+    if ((facts ? this.exports.scan_facts(len) : this.exports.scan(len)) !== 1) return false
     const r = this.results
     const last = this.last
     last.chainAt = r[0]!
@@ -84,6 +105,7 @@ export class WasmLineScanner {
     // Growing detaches the old views.
     this.bytes = Buffer.from(memory.buffer)
     this.results = new Uint32Array(memory.buffer, this.exports.result(), 8)
+    this.facts = new Uint32Array(memory.buffer, this.exports.facts(), 2 * FACT_SLOT_NAMES.length)
   }
 }
 

@@ -204,7 +204,61 @@ static int ascending(long as, long ae, long bs, long be) {
 
 static int found_chain;
 
-static long scan_object(long p, int depth, int top) {
+/*
+ * Fields for the report (scan_facts): where the values of a few members
+ * are, [start, end) from the line's start (strings with their quotes),
+ * found in the same pass; 0, 0 where a record has no such member. Slots:
+ * see FACT_SLOT_NAMES in canonical-scan-wasm.ts.
+ */
+#define FACT_SLOTS 16
+static u32 FACTS[2 * FACT_SLOTS];
+static int want_facts;
+
+__attribute__((export_name("facts"))) u32 facts(void) { return (u32)FACTS; }
+
+static int name_is(long ks, long klen, const char *lit) {
+  long i = 0;
+  for (; lit[i]; i++) if (i >= klen || B[ks + i] != (u8)lit[i]) return 0;
+  return i == klen;
+}
+
+/* The top-level members whose own members are wanted: 0 session, 1 identity, 2 upstream, 3 statement, 4 outcome. */
+static int fact_parent(long ks, long klen) {
+  if (name_is(ks, klen, "session")) return 0;
+  if (name_is(ks, klen, "identity")) return 1;
+  if (name_is(ks, klen, "upstream")) return 2;
+  if (name_is(ks, klen, "statement")) return 3;
+  if (name_is(ks, klen, "outcome")) return 4;
+  return -1;
+}
+
+static int fact_slot(int parent, long ks, long klen) {
+  switch (parent) {
+    case -1: return name_is(ks, klen, "time") ? 1 : -1;
+    case 0: return name_is(ks, klen, "id") ? 2 : -1;
+    case 1:
+      if (name_is(ks, klen, "subject")) return 3;
+      if (name_is(ks, klen, "issuer")) return 4;
+      if (name_is(ks, klen, "method")) return 5;
+      return name_is(ks, klen, "token_id") ? 6 : -1;
+    case 2:
+      if (name_is(ks, klen, "role")) return 7;
+      return name_is(ks, klen, "database") ? 8 : -1;
+    case 3:
+      if (name_is(ks, klen, "command")) return 9;
+      if (name_is(ks, klen, "classes")) return 10;
+      if (name_is(ks, klen, "objects")) return 11;
+      return name_is(ks, klen, "text") ? 12 : -1;
+    case 4:
+      if (name_is(ks, klen, "status")) return 13;
+      if (name_is(ks, klen, "rows")) return 14;
+      return name_is(ks, klen, "duration_us") ? 15 : -1;
+  }
+  return -1;
+}
+
+/* `parent`: which wanted top-level member this object is the value of (-1: none). */
+static long scan_object(long p, int depth, int top, int parent) {
   const u8 *b = B;
   if (b[p] != 0x7b) return -1;
   p++;
@@ -235,6 +289,15 @@ static long scan_object(long p, int depth, int top) {
     } else if (top && klen == 5 && b[ks] == 'c' && b[ks + 1] == 'h' && b[ks + 2] == 'a' && b[ks + 3] == 'i' && b[ks + 4] == 'n') {
       p = scan_chain(p);
       if (p > 0) found_chain = 1;
+    } else if (want_facts && (top || parent >= 0)) {
+      int child = top ? fact_parent(ks, klen) : -1;
+      int slot = child >= 0 ? -1 : fact_slot(top ? -1 : parent, ks, klen);
+      long vs = p;
+      p = child >= 0 && b[p] == 0x7b ? scan_object(p, depth + 1, 0, child) : scan_value(p, depth + 1);
+      if (slot >= 0 && p > 0) {
+        FACTS[2 * slot] = (u32)vs;
+        FACTS[2 * slot + 1] = (u32)p;
+      }
     } else {
       p = scan_value(p, depth + 1);
     }
@@ -266,7 +329,7 @@ static long scan_value(long p, int depth) {
     case Q:
       return scan_string(p, 0);
     case 0x7b:
-      return scan_object(p, depth, 0);
+      return scan_object(p, depth, 0, -1);
     case 0x5b:
       return scan_array(p, depth);
     case 't':
@@ -292,6 +355,15 @@ __attribute__((export_name("scan"))) int scan(u32 len) {
   found_chain = 0;
   RESULT[R_TYPE_START] = 0;
   RESULT[R_TYPE_END] = 0;
-  long p = scan_object(0, 0, 1);
+  long p = scan_object(0, 0, 1, -1);
   return p == (long)len && found_chain;
+}
+
+/* scan(), also noting where the report's fields are (facts()). */
+__attribute__((export_name("scan_facts"))) int scan_facts(u32 len) {
+  for (int i = 0; i < 2 * FACT_SLOTS; i++) FACTS[i] = 0;
+  want_facts = 1;
+  int accepted = scan(len);
+  want_facts = 0;
+  return accepted;
 }
