@@ -55,7 +55,6 @@ function runRange(file: string, from: number, to: number, csvFile: string, stage
   const csv = openSync(csvFile, 'w')
   let buf = Buffer.allocUnsafe(CHUNK)
   const scratch = Buffer.allocUnsafe(1 << 20)
-  let csvOut = ''
   let filled = 0
   // A range after the first reads from the byte before it: the line that byte ends (or crosses into the range) belongs to the range before.
   let pos = from > 0 ? from - 1 : 0
@@ -67,7 +66,43 @@ function runRange(file: string, from: number, to: number, csvFile: string, stage
   const matrix = new Map<string, Map<string, number>>()
   const timelines = new Map<string, { count: number; first: string; last: string }>()
   const bulk: string[] = []
-  let lastHash: string | null = null
+  let hashHex = Buffer.alloc(64)
+  let prevHex = Buffer.alloc(64)
+  let havePrev = false
+  // The statements CSV, built as bytes: cells copied from the line.
+  let out = Buffer.allocUnsafe(2 << 20)
+  let o = 0
+  const whoCell = new Map<string, Buffer>()
+  /** Copy the string value in `slot` without its quotes (ASCII without CSV specials: times, ids, words). */
+  const plain = (b: Buffer, s: number, slot: number) => {
+    const vs = f[2 * slot]!
+    const ve = f[2 * slot + 1]!
+    if (ve === 0) return
+    o += b[s + vs] === 0x22 ? b.copy(out, o, s + vs + 1, s + ve - 1) : b.copy(out, o, s + vs, s + ve)
+  }
+  /** The value in `slot` as a quoted CSV cell: JSON's `"` doubled; a string with escapes is decoded first. */
+  const quoted = (b: Buffer, s: number, slot: number, decode: boolean) => {
+    let vs = s + f[2 * slot]!
+    let ve = s + f[2 * slot + 1]!
+    if (ve === s) return
+    if (decode && b[vs] === 0x22) {
+      let escaped = false
+      for (let i = vs + 1; i < ve - 1; i++) if (b[i] === 0x5c) escaped = true
+      if (escaped) {
+        o += out.write(csvCell(JSON.parse(b.toString('utf8', vs, ve)) as string), o, 'utf8')
+        return
+      }
+      vs++
+      ve--
+    }
+    out[o++] = 0x22
+    for (let i = vs; i < ve; i++) {
+      const c = b[i]!
+      out[o++] = c
+      if (c === 0x22) out[o++] = 0x22
+    }
+    out[o++] = 0x22
+  }
   const f = scanner.facts
   const text = (b: Buffer, s: number, slot: number): string | null => {
     const vs = f[2 * slot]!
@@ -113,11 +148,12 @@ function runRange(file: string, from: number, to: number, csvFile: string, stage
       const len = e - s - HASH_MEMBER
       buf.copy(scratch, 0, s, cut)
       buf.copy(scratch, cut - s, cut + HASH_MEMBER, e)
-      const hash = crypto.hash('sha256', scratch.subarray(0, len), 'hex')
-      if (hash !== buf.toString('latin1', s + last.hashAt, s + last.hashAt + 64)) r.brokenLinks++
-      const prev = buf.toString('latin1', s + last.prevAt, s + last.prevAt + 64)
-      if (lastHash !== null && prev !== lastHash) r.brokenLinks++
-      lastHash = hash
+      // Compared as bytes: no string per hash.
+      hashHex.write(crypto.hash('sha256', scratch.subarray(0, len), 'hex'), 0, 64, 'latin1')
+      if (buf.compare(hashHex, 0, 64, s + last.hashAt, s + last.hashAt + 64) !== 0) r.brokenLinks++
+      if (havePrev && buf.compare(prevHex, 0, 64, s + last.prevAt, s + last.prevAt + 64) !== 0) r.brokenLinks++
+      ;[hashHex, prevHex] = [prevHex, hashHex]
+      havePrev = true
       if (stage === 'chain') {
         s = e + 1
         continue
@@ -162,10 +198,35 @@ function runRange(file: string, from: number, to: number, csvFile: string, stage
         s = e + 1
         continue
       }
-      csvOut += `${time},${session},${csvCell(who)},${text(buf, s, 9)},${csvCell(classes)},${text(buf, s, 13)},${rows},${text(buf, s, 15)},${csvCell(text(buf, s, 12))}\n`
-      if (csvOut.length > 1 << 20) {
-        r.csvBytes += writeSync(csv, csvOut)
-        csvOut = ''
+      const need = 2 * (e - s) + 1024
+      if (out.length - o < need) {
+        if (o > 0) r.csvBytes += writeSync(csv, out, 0, o)
+        o = 0
+        if (out.length < need) out = Buffer.allocUnsafe(need)
+      }
+      plain(buf, s, 1)
+      out[o++] = 0x2c
+      plain(buf, s, 2)
+      out[o++] = 0x2c
+      let whoBytes = whoCell.get(who)
+      if (whoBytes === undefined) whoCell.set(who, (whoBytes = Buffer.from(csvCell(who))))
+      o += whoBytes.copy(out, o)
+      out[o++] = 0x2c
+      plain(buf, s, 9)
+      out[o++] = 0x2c
+      quoted(buf, s, 10, false)
+      out[o++] = 0x2c
+      plain(buf, s, 13)
+      out[o++] = 0x2c
+      plain(buf, s, 14)
+      out[o++] = 0x2c
+      plain(buf, s, 15)
+      out[o++] = 0x2c
+      quoted(buf, s, 12, true)
+      out[o++] = 0x0a
+      if (o > 1 << 20) {
+        r.csvBytes += writeSync(csv, out, 0, o)
+        o = 0
       }
       s = e + 1
     }
@@ -180,7 +241,7 @@ function runRange(file: string, from: number, to: number, csvFile: string, stage
       buf = bigger
     }
   }
-  r.csvBytes += writeSync(csv, csvOut)
+  r.csvBytes += writeSync(csv, out, 0, o)
   closeSync(csv)
   closeSync(fd)
   r.identities = inventory.size
