@@ -74,7 +74,7 @@ let CHAIN_AT = -1
  *
  * Lines are first offered to the WebAssembly build of the same scanner
  * (wasm/canonical-scan.c: 2.4-2.5 µs per 1.7 kB record line all in, where
- * this one takes 2.2-4.1 µs and varies with V8's mood); what it does not
+ * this one takes 2.2-4.1 µs, moving between runs); what it does not
  * accept, this TypeScript scanner decides.
  */
 export class CanonicalLineScanner {

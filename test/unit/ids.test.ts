@@ -46,11 +46,9 @@ t.test('the counter borrows the next millisecond when 4096 ids share one', (t) =
   t.end()
 })
 
-t.test('the random bits differ between ids and the returned strings stay what they were', (t) => {
+t.test('the random bits differ between ids', (t) => {
   const a = uuidv7()
-  const copy = `${a}`
   const b = uuidv7()
   t.not(a.slice(19), b.slice(19))
-  t.equal(a, copy, 'a later id does not change an earlier string')
   t.end()
 })

@@ -57,18 +57,16 @@ const PAGE = 65536
 export class WasmLineScanner {
   private readonly exports: Exports
   private readonly base: number
-  private bytes: Buffer
-  private results: Uint32Array
+  private bytes!: Buffer
+  private results!: Uint32Array
   /** After scanFacts: for slot i (FACT_SLOT_NAMES), the value's [facts[2i], facts[2i+1]) from the line's start. */
-  facts: Uint32Array
+  facts!: Uint32Array
   readonly last: WasmScanResult = { chainAt: 0, hashAt: 0, prevAt: 0, seq: 0, typeStart: 0, typeEnd: 0 }
 
   constructor(module: WasmModule) {
     this.exports = new WebAssemblyApi!.Instance(module).exports as unknown as Exports
     this.base = this.exports.line_buffer()
-    this.bytes = Buffer.from(this.exports.memory.buffer)
-    this.results = new Uint32Array(this.exports.memory.buffer, this.exports.result(), 8)
-    this.facts = new Uint32Array(this.exports.memory.buffer, this.exports.facts(), 2 * FACT_SLOT_NAMES.length)
+    this.attachViews()
   }
 
   /** Whether b[start, end) is accepted as a canonical chained record; if so, `last` says where its parts are (offsets from `start`). */
@@ -102,10 +100,15 @@ export class WasmLineScanner {
   private grow(bytes: number): void {
     const memory = this.exports.memory
     memory.grow(Math.ceil((bytes - memory.buffer.byteLength) / PAGE))
-    // Growing detaches the old views.
-    this.bytes = Buffer.from(memory.buffer)
-    this.results = new Uint32Array(memory.buffer, this.exports.result(), 8)
-    this.facts = new Uint32Array(memory.buffer, this.exports.facts(), 2 * FACT_SLOT_NAMES.length)
+    this.attachViews() // growing detaches the old ones
+  }
+
+  /** Views of the module's memory: the line buffer, the results, the facts. */
+  private attachViews(): void {
+    const buffer = this.exports.memory.buffer
+    this.bytes = Buffer.from(buffer)
+    this.results = new Uint32Array(buffer, this.exports.result(), 8)
+    this.facts = new Uint32Array(buffer, this.exports.facts(), 2 * FACT_SLOT_NAMES.length)
   }
 }
 

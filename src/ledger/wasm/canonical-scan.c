@@ -1,10 +1,10 @@
 /*
  * The fast path of src/ledger/canonical-scan.ts in C, compiled to
  * WebAssembly (scripts/build-wasm.sh; the module is embedded in
- * canonical-scan-wasm.ts). It decides, in one pass over the bytes, whether a
- * line is the RFC 8785 canonical JSON of a chained record, exactly as the
- * TypeScript scanner does: ~1.1 µs per 1.7 kB line with the copy into its
- * memory, and steady, where the TypeScript scanner's time moves between
+ * canonical-scan-module.ts and run by canonical-scan-wasm.ts). It decides,
+ * in one pass over the bytes, whether a line is the RFC 8785 canonical JSON
+ * of a chained record, exactly as the TypeScript scanner does: ~1.4 µs per
+ * 1.7 kB line with the copy into its memory, and steady, where the TypeScript scanner's time moves between
  * runs (bench/report-floors.ts prints both).
  *
  * It answers only "accepted" (1) or "not accepted here" (0). Anything it is
